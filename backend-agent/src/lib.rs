@@ -1,1 +1,224 @@
-//! placeholder
+//! The Backend.AI agent: runs the kernels of compute sessions on one worker, mediates their execution, and announces
+//! its capacity and images to the managers with heartbeats.
+//!
+//! Composition: an [`Agent`] holds a [`ContainerRuntime`] (here [`runtime::process::ProcessRuntime`]), the
+//! [`kernel::KernelRegistry`] of runner connections, and the event bus and live state it reports through. [`run`]
+//! serves the [`rpc`] API on a listener the caller owns until the caller's shutdown future resolves.
+
+pub mod http;
+pub mod kernel;
+pub mod rpc;
+pub mod runner;
+pub mod runner_entry;
+pub mod runtime;
+
+use backend_core::api::{ExecuteRequest, ExecutionResult};
+use backend_core::error::{Error, Result};
+use backend_core::events::{Event, EventBus};
+use backend_core::ids::{AgentId, KernelId};
+use backend_core::live::LiveState;
+use backend_core::model::AgentHeartbeat;
+use backend_core::runtime::{ContainerRuntime, KernelExit, KernelHandle, KernelSpec};
+use backend_core::ResourceSlots;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+use kernel::{KernelConn, KernelRegistry};
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Its id (unique in the cluster).
+    pub id: AgentId,
+    /// The scaling group it serves.
+    pub scaling_group: String,
+    /// The shared token managers must send.
+    pub token: String,
+    /// The RPC address managers should use; default `http://<listener address>`.
+    pub advertised_addr: Option<String>,
+    /// Time between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long an execute call waits for a milestone before answering `continued`.
+    pub flush_window: Duration,
+    /// Capacity to announce; default: the machine's CPUs and memory.
+    pub capacity: Option<ResourceSlots>,
+}
+
+impl AgentConfig {
+    /// Defaults for an agent with this id and token.
+    pub fn new(id: impl Into<AgentId>, token: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            scaling_group: "default".into(),
+            token: token.into(),
+            advertised_addr: None,
+            heartbeat_interval: Duration::from_secs(3),
+            flush_window: Duration::from_secs(2),
+            capacity: None,
+        }
+    }
+}
+
+/// The machine's CPUs and memory, as slots.
+pub fn host_capacity() -> ResourceSlots {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u64;
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(1 << 30);
+    ResourceSlots::from([("cpu", cpus.into()), ("mem", mem.into())])
+}
+
+/// One agent.
+pub struct Agent {
+    /// Its settings.
+    pub config: AgentConfig,
+    /// The runtime that runs its kernels.
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// Runner connections.
+    pub kernels: KernelRegistry,
+    bus: Arc<dyn EventBus>,
+    live: Arc<dyn LiveState>,
+}
+
+impl Agent {
+    /// An agent over a runtime, reporting through `bus` and `live`.
+    pub fn new(
+        config: AgentConfig,
+        runtime: Arc<dyn ContainerRuntime>,
+        bus: Arc<dyn EventBus>,
+        live: Arc<dyn LiveState>,
+    ) -> Arc<Self> {
+        Arc::new(Self { config, runtime, kernels: KernelRegistry::default(), bus, live })
+    }
+
+    /// Creates a kernel and connects to its runner. A kernel whose runner cannot be reached is destroyed again, so
+    /// a failed create leaves nothing behind.
+    pub async fn create_kernel(self: &Arc<Self>, spec: KernelSpec) -> Result<KernelHandle> {
+        let handle = self.runtime.create_kernel(&spec).await?;
+        match KernelConn::connect(handle.clone(), Duration::from_secs(30)).await {
+            Ok(conn) => {
+                self.kernels.insert(conn);
+                self.watch_exit(handle.kernel_id);
+                Ok(handle)
+            }
+            Err(e) => {
+                let _ = self.runtime.destroy_kernel(spec.kernel_id, true).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Destroys a kernel. Destroying one the agent no longer has is not an error when the runtime still knows it.
+    pub async fn destroy_kernel(&self, id: KernelId, forced: bool) -> Result<KernelExit> {
+        self.kernels.remove(id);
+        self.runtime.destroy_kernel(id, forced).await
+    }
+
+    /// One execute call on a kernel.
+    pub async fn execute(&self, id: KernelId, req: ExecuteRequest) -> Result<ExecutionResult> {
+        self.kernels.get(id)?.execute(req, self.config.flush_window).await
+    }
+
+    /// Interrupts a kernel's running code.
+    pub async fn interrupt(&self, id: KernelId) -> Result<()> {
+        self.kernels.get(id)?.interrupt().await
+    }
+
+    /// Reconnects to the kernels the runtime still has (after an agent restart). Returns how many.
+    pub async fn reattach(self: &Arc<Self>) -> Result<usize> {
+        let mut n = 0;
+        for handle in self.runtime.list_kernels().await? {
+            let id = handle.kernel_id;
+            match KernelConn::connect(handle, Duration::from_millis(500)).await {
+                Ok(conn) => {
+                    self.kernels.insert(conn);
+                    n += 1;
+                }
+                Err(e) => tracing::warn!(kernel = %id, error = %e, "kernel found but its runner does not answer"),
+            }
+            self.watch_exit(id);
+        }
+        Ok(n)
+    }
+
+    /// Reports a kernel that ends by itself (not through `destroy_kernel`).
+    fn watch_exit(self: &Arc<Self>, id: KernelId) {
+        let agent = Arc::downgrade(self);
+        let runtime = self.runtime.clone();
+        tokio::spawn(async move {
+            let Ok(exit) = runtime.wait_kernel(id).await else { return };
+            let Some(agent) = agent.upgrade() else { return };
+            if agent.kernels.remove(id).is_some() {
+                let event = Event::KernelExited {
+                    agent_id: agent.config.id.clone(),
+                    kernel_id: id,
+                    exit_code: exit.exit_code,
+                    reason: exit.reason,
+                };
+                if let Err(e) = agent.bus.publish(event).await {
+                    tracing::warn!(kernel = %id, error = %e, "could not report a kernel exit");
+                }
+            }
+        });
+    }
+
+    /// The heartbeat this agent sends.
+    pub async fn heartbeat(&self, addr: &str) -> Result<AgentHeartbeat> {
+        Ok(AgentHeartbeat {
+            id: self.config.id.clone(),
+            addr: addr.to_owned(),
+            scaling_group: self.config.scaling_group.clone(),
+            architecture: std::env::consts::ARCH.to_owned(),
+            available_slots: self.config.capacity.clone().unwrap_or_else(host_capacity),
+            images: self.runtime.images().await?,
+            runtime: self.runtime.name().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+    }
+
+    /// Publishes one heartbeat now.
+    pub async fn send_heartbeat(&self, addr: &str) -> Result<()> {
+        let hb = self.heartbeat(addr).await?;
+        self.live.touch_agent(&self.config.id, chrono::Utc::now()).await?;
+        self.bus.publish(Event::AgentHeartbeat(hb)).await
+    }
+}
+
+/// Serves the agent on `listener` until `shutdown` resolves: re-attaches to surviving kernels, sends heartbeats, and
+/// answers RPC calls. Kernels keep running after shutdown (the next start re-attaches to them).
+pub async fn run(agent: Arc<Agent>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let local = listener.local_addr().map_err(|e| Error::io("reading the listener address", e))?;
+    let addr = agent.config.advertised_addr.clone().unwrap_or_else(|| format!("http://{local}"));
+    let reattached = agent.reattach().await?;
+    if reattached > 0 {
+        tracing::info!(count = reattached, "re-attached to running kernels");
+    }
+    agent.send_heartbeat(&addr).await?;
+    let beat = {
+        let agent = agent.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(agent.config.heartbeat_interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = agent.send_heartbeat(&addr).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+        })
+    };
+    tracing::info!(agent = %agent.config.id, %addr, "agent serving");
+    warp::serve(rpc::routes(agent)).incoming(listener).graceful(shutdown).run().await;
+    beat.abort();
+    Ok(())
+}

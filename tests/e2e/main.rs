@@ -1,1 +1,6 @@
+//! End-to-end tests: real managers, agents and kernel runners on 127.0.0.1, driven over HTTP.
 
+mod bad_input;
+mod common;
+mod lifecycle;
+mod restart;

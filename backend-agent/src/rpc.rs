@@ -1,0 +1,177 @@
+//! The agent's RPC API, as the manager calls it: wire types, the warp routes, and the typed HTTP client.
+//!
+//! Every route needs the shared agent token in `X-BackendAI-Agent-Token`.
+
+use crate::http::{error_reply, json_reply, recover};
+use crate::Agent;
+use backend_core::api::{ExecuteRequest, ExecutionResult};
+use backend_core::error::{Error, Problem, Result};
+use backend_core::ids::KernelId;
+use backend_core::runtime::{KernelExit, KernelHandle, KernelSpec};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+/// The header carrying the shared token.
+pub const TOKEN_HEADER: &str = "x-backendai-agent-token";
+
+/// Query of `DELETE /v1/kernels/{id}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DestroyQuery {
+    /// Skip the graceful stop.
+    #[serde(default)]
+    pub forced: bool,
+}
+
+/// The agent's RPC routes.
+pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let token = agent.config.token.clone();
+    let authed = warp::header::optional::<String>(TOKEN_HEADER)
+        .and_then(move |given: Option<String>| {
+            let token = token.clone();
+            async move {
+                use subtle_eq::eq;
+                match given {
+                    Some(g) if eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+                    _ => Err(crate::http::reject(Error::AuthFailed { msg: "missing or wrong agent token".into() })),
+                }
+            }
+        })
+        .untuple_one();
+    let with_agent = warp::any().map(move || agent.clone());
+    let kernels = warp::path!("v1" / "kernels");
+    let kernel = warp::path!("v1" / "kernels" / KernelId);
+    let create = kernels
+        .and(warp::post())
+        .and(authed.clone())
+        .and(with_agent.clone())
+        .and(warp::body::content_length_limit(1 << 20))
+        .and(warp::body::json())
+        .then(|agent: Arc<Agent>, spec: KernelSpec| async move {
+            reply(agent.create_kernel(spec).await, StatusCode::CREATED)
+        });
+    let list = kernels
+        .and(warp::get())
+        .and(authed.clone())
+        .and(with_agent.clone())
+        .map(|agent: Arc<Agent>| json_reply(StatusCode::OK, &agent.kernels.handles()));
+    let destroy = kernel
+        .and(warp::delete())
+        .and(authed.clone())
+        .and(with_agent.clone())
+        .and(warp::query::<DestroyQuery>())
+        .then(|id: KernelId, agent: Arc<Agent>, q: DestroyQuery| async move {
+            reply(agent.destroy_kernel(id, q.forced).await, StatusCode::OK)
+        });
+    let execute = warp::path!("v1" / "kernels" / KernelId / "execute")
+        .and(warp::post())
+        .and(authed.clone())
+        .and(with_agent.clone())
+        .and(warp::body::content_length_limit(16 << 20))
+        .and(warp::body::json())
+        .then(|id: KernelId, agent: Arc<Agent>, req: ExecuteRequest| async move {
+            reply(agent.execute(id, req).await, StatusCode::OK)
+        });
+    let interrupt = warp::path!("v1" / "kernels" / KernelId / "interrupt")
+        .and(warp::post())
+        .and(authed.clone())
+        .and(with_agent.clone())
+        .then(|id: KernelId, agent: Arc<Agent>| async move {
+            reply(agent.interrupt(id).await.map(|()| serde_json::json!({})), StatusCode::OK)
+        });
+    let logs = warp::path!("v1" / "kernels" / KernelId / "logs")
+        .and(warp::get())
+        .and(authed)
+        .and(with_agent)
+        .then(|id: KernelId, agent: Arc<Agent>| async move {
+            reply(agent.runtime.logs(id).await.map(|logs| serde_json::json!({ "logs": logs })), StatusCode::OK)
+        });
+    create.or(list).unify().or(destroy).unify().or(execute).unify().or(interrupt).unify().or(logs).unify().recover(recover).unify()
+}
+
+fn reply<T: Serialize>(result: Result<T>, status: StatusCode) -> Response {
+    match result {
+        Ok(body) => json_reply(status, &body),
+        Err(e) => error_reply(&e),
+    }
+}
+
+mod subtle_eq {
+    /// Compares in time independent of where the inputs differ.
+    pub fn eq(a: &[u8], b: &[u8]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Calls agents' RPC APIs. Cheap to clone; connections are pooled.
+#[derive(Clone)]
+pub struct AgentClient {
+    http: reqwest::Client,
+    token: String,
+}
+
+impl AgentClient {
+    /// A client sending `token`.
+    pub fn new(token: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .expect("HTTP client");
+        Self { http, token: token.into() }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let resp = req
+            .header(TOKEN_HEADER, &self.token)
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable { msg: format!("agent unreachable: {e}") })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| Error::Unavailable { msg: format!("agent answer cut: {e}") })?;
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(|e| Error::internal(format!("bad agent answer: {e}")))
+        } else {
+            let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_else(|_| Problem {
+                kind: backend_core::ErrorKind::Internal.type_url(),
+                title: "agent error".into(),
+                msg: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+            Err(Error::from_problem(status.as_u16(), problem))
+        }
+    }
+
+    /// Creates and starts a kernel.
+    pub async fn create_kernel(&self, addr: &str, spec: &KernelSpec) -> Result<KernelHandle> {
+        self.call(self.http.post(format!("{addr}/v1/kernels")).json(spec)).await
+    }
+
+    /// Destroys a kernel.
+    pub async fn destroy_kernel(&self, addr: &str, id: KernelId, forced: bool) -> Result<KernelExit> {
+        self.call(self.http.delete(format!("{addr}/v1/kernels/{id}?forced={forced}"))).await
+    }
+
+    /// Runs one execute call.
+    pub async fn execute(&self, addr: &str, id: KernelId, req: &ExecuteRequest) -> Result<ExecutionResult> {
+        self.call(self.http.post(format!("{addr}/v1/kernels/{id}/execute")).json(req)).await
+    }
+
+    /// Interrupts the running code.
+    pub async fn interrupt(&self, addr: &str, id: KernelId) -> Result<()> {
+        self.call::<serde_json::Value>(self.http.post(format!("{addr}/v1/kernels/{id}/interrupt"))).await.map(drop)
+    }
+
+    /// The kernel's logs.
+    pub async fn logs(&self, addr: &str, id: KernelId) -> Result<String> {
+        let v: serde_json::Value = self.call(self.http.get(format!("{addr}/v1/kernels/{id}/logs"))).await?;
+        Ok(v["logs"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Kernels the agent runs.
+    pub async fn list_kernels(&self, addr: &str) -> Result<Vec<KernelHandle>> {
+        self.call(self.http.get(format!("{addr}/v1/kernels"))).await
+    }
+}

@@ -1,0 +1,3 @@
+//! Container runtimes of the agent. `process` runs each kernel as a local child process (the embedded default).
+
+pub mod process;

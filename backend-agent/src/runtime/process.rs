@@ -1,0 +1,315 @@
+//! The process runtime: each kernel is a `backend-kernel-runner` child process with its own work directory standing
+//! for `/home/work`, the `BACKENDAI_*` environment, and resource limits applied by the runner to itself.
+//!
+//! Layout under the runtime's root: `<kernel-id>/work/` (the work directory), `runner.sock`, `runner.log` (the
+//! kernel's log) and `kernel.json` (what is needed to re-attach after an agent restart).
+
+use async_trait::async_trait;
+use backend_core::error::{Error, Result};
+use backend_core::ids::KernelId;
+use backend_core::model::ImageInfo;
+use backend_core::runtime::{resolve_image, ContainerRuntime, KernelExit, KernelHandle, KernelSpec, RunnerEndpoint};
+use backend_core::ResourceSlots;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How to start the kernel runner: a program and leading arguments (the runtime appends its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerCommand {
+    /// The program.
+    pub program: PathBuf,
+    /// Arguments placed before the runner's own.
+    pub args: Vec<String>,
+}
+
+impl RunnerCommand {
+    /// Finds the runner: `$BACKENDAI_KERNEL_RUNNER`, else `backend-kernel-runner` beside the current executable (or
+    /// in its parent directory, where cargo puts binaries next to `deps/` and `examples/`), else the current
+    /// executable itself with the `__kernel-runner` argument (binaries that call
+    /// [`crate::runner_entry::dispatch`] first thing in `main`).
+    pub fn locate() -> Self {
+        if let Some(p) = std::env::var_os("BACKENDAI_KERNEL_RUNNER") {
+            return Self { program: p.into(), args: vec![] };
+        }
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("backend-kernel-runner"));
+        for dir in exe.parent().into_iter().chain(exe.parent().and_then(Path::parent)) {
+            let candidate = dir.join("backend-kernel-runner");
+            if candidate.is_file() {
+                return Self { program: candidate, args: vec![] };
+            }
+        }
+        Self { program: exe, args: vec![crate::runner_entry::RUNNER_ARG.to_owned()] }
+    }
+}
+
+/// Configuration of the process runtime.
+#[derive(Debug, Clone)]
+pub struct ProcessRuntimeConfig {
+    /// Where kernels' directories go.
+    pub root: PathBuf,
+    /// How to start the runner.
+    pub runner: RunnerCommand,
+    /// The Python interpreter for Python images.
+    pub python: String,
+    /// Kernels die when the agent process dies (standalone mode), instead of surviving for re-attachment.
+    pub die_with_agent: bool,
+    /// Images offered.
+    pub images: Vec<ImageInfo>,
+}
+
+impl ProcessRuntimeConfig {
+    /// Defaults: `python:3.11` (aliases `python`, `python3`) on the host's `python3`, and `shell:latest` (alias
+    /// `shell`, `bash`) on `/bin/sh`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let image = |name: &str, aliases: &[&str], lang: &str| ImageInfo {
+            name: name.into(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            lang: lang.into(),
+            min_slots: ResourceSlots::from([("cpu", 1.into()), ("mem", (64u64 << 20).into())]),
+        };
+        Self {
+            root: root.into(),
+            runner: RunnerCommand::locate(),
+            python: "python3".into(),
+            die_with_agent: false,
+            images: vec![image("python:3.11", &["python", "python3"], "python"), image("shell:latest", &["shell", "bash"], "shell")],
+        }
+    }
+}
+
+/// What `kernel.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KernelFile {
+    handle: KernelHandle,
+    pid: i32,
+}
+
+struct Running {
+    pid: i32,
+    handle: KernelHandle,
+    exit: watch::Receiver<Option<KernelExit>>,
+}
+
+/// Kernels as local processes.
+pub struct ProcessRuntime {
+    config: ProcessRuntimeConfig,
+    kernels: Mutex<HashMap<KernelId, Running>>,
+}
+
+impl ProcessRuntime {
+    /// A runtime keeping its kernels under `config.root`.
+    pub fn new(config: ProcessRuntimeConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.root)
+            .map_err(|e| Error::io(format!("creating {}", config.root.display()), e))?;
+        Ok(Self { config, kernels: Mutex::default() })
+    }
+
+    fn kernel_dir(&self, id: KernelId) -> PathBuf {
+        self.config.root.join(id.to_string())
+    }
+
+    fn environ(spec: &KernelSpec, work: &Path) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = spec.environ.clone();
+        let hosts: Vec<String> = std::iter::once("main1".to_owned())
+            .chain((1..spec.cluster_size).map(|i| format!("sub{i}")))
+            .collect();
+        let local_rank = if spec.cluster_role == "main" { 0 } else { spec.cluster_idx };
+        for (k, v) in [
+            ("BACKENDAI_KERNEL_ID", spec.kernel_id.to_string()),
+            ("BACKENDAI_SESSION_ID", spec.session_id.to_string()),
+            ("BACKENDAI_KERNEL_IMAGE", spec.image.clone()),
+            ("BACKENDAI_ACCESS_KEY", spec.owner.to_string()),
+            ("BACKENDAI_CLUSTER_ROLE", spec.cluster_role.clone()),
+            ("BACKENDAI_CLUSTER_IDX", spec.cluster_idx.to_string()),
+            ("BACKENDAI_CLUSTER_HOST", spec.cluster_hostname.clone()),
+            ("BACKENDAI_CLUSTER_HOSTS", hosts.join(",")),
+            ("BACKENDAI_CLUSTER_SIZE", spec.cluster_size.to_string()),
+            ("BACKENDAI_CLUSTER_REPLICAS", format!("main:1,sub:{}", spec.cluster_size.saturating_sub(1))),
+            ("BACKENDAI_CLUSTER_LOCAL_RANK", local_rank.to_string()),
+            ("HOME", work.display().to_string()),
+            ("LANG", "C.UTF-8".to_owned()),
+        ] {
+            env.insert(k.to_owned(), v);
+        }
+        env
+    }
+
+    fn track(&self, id: KernelId, pid: i32, handle: KernelHandle, exit: watch::Receiver<Option<KernelExit>>) {
+        self.kernels.lock().expect("kernels").insert(id, Running { pid, handle, exit });
+    }
+
+    /// Re-attaches a kernel found on disk whose process still lives (not our child: polled for exit).
+    fn adopt(&self, file: KernelFile) {
+        let (tx, rx) = watch::channel(None);
+        let pid = file.pid;
+        tokio::spawn(async move {
+            while signal::kill(Pid::from_raw(pid), None).is_ok() && !tx.is_closed() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let _ = tx.send(Some(KernelExit { exit_code: None, reason: "self-terminated".into() }));
+        });
+        self.track(file.handle.kernel_id, pid, file.handle, rx);
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> KernelExit {
+    use std::os::unix::process::ExitStatusExt;
+    let exit_code = status.code().or_else(|| status.signal().map(|s| 128 + s));
+    KernelExit { exit_code, reason: "self-terminated".into() }
+}
+
+#[async_trait]
+impl ContainerRuntime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn images(&self) -> Result<Vec<ImageInfo>> {
+        Ok(self.config.images.clone())
+    }
+
+    async fn create_kernel(&self, spec: &KernelSpec) -> Result<KernelHandle> {
+        let image = resolve_image(&self.config.images, &spec.image)
+            .ok_or_else(|| Error::ImageNotFound { image: spec.image.clone() })?
+            .clone();
+        let dir = self.kernel_dir(spec.kernel_id);
+        let work = dir.join("work");
+        tokio::fs::create_dir_all(&work).await.map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
+        let socket = dir.join("runner.sock");
+        let log = std::fs::File::create(dir.join("runner.log")).map_err(|e| Error::io("creating the kernel log", e))?;
+        let log2 = log.try_clone().map_err(|e| Error::io("creating the kernel log", e))?;
+        let mut cmd = tokio::process::Command::new(&self.config.runner.program);
+        cmd.args(&self.config.runner.args)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--lang")
+            .arg(&image.lang)
+            .arg("--workdir")
+            .arg(&work)
+            .arg("--python")
+            .arg(&self.config.python);
+        let mem = spec.slots.get("mem");
+        if !mem.is_zero() {
+            cmd.arg("--max-memory").arg(mem.trunc().to_string());
+        }
+        if self.config.die_with_agent {
+            cmd.arg("--die-with-parent");
+        }
+        cmd.envs(Self::environ(spec, &work))
+            .current_dir(&work)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            // Its own process group, so stopping the kernel stops everything it started.
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting {}", self.config.runner.program.display()), e))?;
+        let pid = child.id().map(|p| p as i32).ok_or_else(|| Error::internal("kernel exited at once"))?;
+        let handle = KernelHandle {
+            kernel_id: spec.kernel_id,
+            session_id: spec.session_id,
+            container_id: format!("pid:{pid}"),
+            endpoint: RunnerEndpoint::Unix(socket),
+            lang: image.lang.clone(),
+        };
+        let file = serde_json::to_vec(&KernelFile { handle: handle.clone(), pid }).map_err(Error::internal)?;
+        tokio::fs::write(dir.join("kernel.json"), file).await.map_err(|e| Error::io("writing kernel.json", e))?;
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            let exit = match child.wait().await {
+                Ok(status) => exit_of(status),
+                Err(e) => KernelExit { exit_code: None, reason: format!("wait failed: {e}") },
+            };
+            let _ = tx.send(Some(exit));
+        });
+        self.track(spec.kernel_id, pid, handle.clone(), rx);
+        Ok(handle)
+    }
+
+    async fn destroy_kernel(&self, kernel_id: KernelId, forced: bool) -> Result<KernelExit> {
+        let (pid, mut exit) = {
+            let kernels = self.kernels.lock().expect("kernels");
+            let k = kernels.get(&kernel_id).ok_or_else(|| Error::KernelNotFound { id: kernel_id.to_string() })?;
+            (k.pid, k.exit.clone())
+        };
+        let already = exit.borrow().clone();
+        let result = match already {
+            Some(done) => done,
+            None => {
+                let group = Pid::from_raw(pid);
+                if !forced {
+                    let _ = signal::killpg(group, Signal::SIGTERM);
+                    let _ = tokio::time::timeout(Duration::from_secs(3), exit.wait_for(Option::is_some)).await;
+                }
+                if exit.borrow().is_none() {
+                    let _ = signal::killpg(group, Signal::SIGKILL);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), exit.wait_for(Option::is_some)).await;
+                }
+                let code = exit.borrow().as_ref().and_then(|e| e.exit_code);
+                KernelExit { exit_code: code, reason: if forced { "force-terminated" } else { "user-requested" }.into() }
+            }
+        };
+        // Whatever the runner started in its group goes too.
+        let _ = signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        self.kernels.lock().expect("kernels").remove(&kernel_id);
+        let dir = self.kernel_dir(kernel_id);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            tracing::warn!(kernel = %kernel_id, error = %e, "could not remove the kernel directory");
+        }
+        Ok(result)
+    }
+
+    async fn list_kernels(&self) -> Result<Vec<KernelHandle>> {
+        let mut known: Vec<KernelHandle> =
+            self.kernels.lock().expect("kernels").values().map(|k| k.handle.clone()).collect();
+        let mut entries = match tokio::fs::read_dir(&self.config.root).await {
+            Ok(e) => e,
+            Err(e) => return Err(Error::io("listing kernels", e)),
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let Ok(id) = entry.file_name().to_string_lossy().parse::<KernelId>() else { continue };
+            if known.iter().any(|h| h.kernel_id == id) {
+                continue;
+            }
+            let path = entry.path().join("kernel.json");
+            let file = match tokio::fs::read(&path).await.ok().and_then(|b| serde_json::from_slice::<KernelFile>(&b).ok()) {
+                Some(f) => f,
+                None => continue,
+            };
+            if signal::kill(Pid::from_raw(file.pid), None).is_ok() {
+                known.push(file.handle.clone());
+                self.adopt(file);
+            } else {
+                // The kernel died while nobody watched; keep its directory until the manager destroys it, and
+                // remember its exit so destroy and wait answer at once.
+                let (_tx, rx) = watch::channel(Some(KernelExit { exit_code: None, reason: "agent-restarted".into() }));
+                known.push(file.handle.clone());
+                self.track(id, file.pid, file.handle, rx);
+            }
+        }
+        Ok(known)
+    }
+
+    async fn wait_kernel(&self, kernel_id: KernelId) -> Result<KernelExit> {
+        let mut exit = {
+            let kernels = self.kernels.lock().expect("kernels");
+            kernels.get(&kernel_id).ok_or_else(|| Error::KernelNotFound { id: kernel_id.to_string() })?.exit.clone()
+        };
+        let done = exit.wait_for(Option::is_some).await.map_err(|_| Error::internal("kernel watcher ended"))?;
+        Ok(done.clone().expect("checked"))
+    }
+
+    async fn logs(&self, kernel_id: KernelId) -> Result<String> {
+        let path = self.kernel_dir(kernel_id).join("runner.log");
+        let bytes = tokio::fs::read(&path).await.map_err(|_| Error::KernelNotFound { id: kernel_id.to_string() })?;
+        let tail = bytes.len().saturating_sub(1 << 20);
+        Ok(String::from_utf8_lossy(&bytes[tail..]).into_owned())
+    }
+}

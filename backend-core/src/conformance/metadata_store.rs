@@ -1,0 +1,959 @@
+//! The [`MetadataStore`] suite: what every implementation (SQLite, PostgreSQL, ...) must do.
+//!
+//! The checks create their own keypairs, agents and sessions under fresh uuid-based names and only look at what they
+//! created, so they pass on an empty store and on a database shared with other data. Timestamps are whole
+//! microseconds, the precision every store keeps. After each check the occupancy invariant
+//! ([`assert_occupancy_invariant`]) must hold for every agent of the store.
+
+use crate::error::{ErrorKind, Result};
+use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
+use crate::model::{
+    AgentHeartbeat, AgentInfo, AgentStatus, ImageInfo, KernelRecord, KeyPair, Role, SessionRecord, SessionResult,
+    SessionType,
+};
+use crate::slots::ResourceSlots;
+use crate::status::{KernelStatus, SessionStatus, StatusHistory};
+use crate::store::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Runs every check but [`concurrent_allocations`] (which needs an `Arc`), checking the occupancy invariant after
+/// each.
+pub async fn run(store: &dyn MetadataStore) {
+    keypairs(store).await;
+    assert_occupancy_invariant(store).await;
+    agents(store).await;
+    assert_occupancy_invariant(store).await;
+    sessions_insert_and_find(store).await;
+    session_names(store).await;
+    list_sessions_filters(store).await;
+    pending_sessions_oldest_first(store).await;
+    allocate_places_kernels(store).await;
+    assert_occupancy_invariant(store).await;
+    allocate_refusals_change_nothing(store).await;
+    assert_occupancy_invariant(store).await;
+    kernel_lifecycle(store).await;
+    assert_occupancy_invariant(store).await;
+    kernel_error_fails_session(store).await;
+    assert_occupancy_invariant(store).await;
+    update_session_moves_kernels(store).await;
+    assert_occupancy_invariant(store).await;
+    kernels_on_agent(store).await;
+    assert_occupancy_invariant(store).await;
+}
+
+/// The invariant every store keeps: for every agent, `occupied_slots` equal the sum of the `occupied_slots` of the
+/// kernels on it that hold resources (each of which holds exactly what it requested), and do not exceed
+/// `available_slots`.
+pub async fn assert_occupancy_invariant(store: &dyn MetadataStore) {
+    for agent in store.list_agents().await.expect("list agents") {
+        let mut held = ResourceSlots::new();
+        for k in store.kernels_on_agent(&agent.id).await.expect("kernels on agent") {
+            assert!(k.status.holds_resources(), "kernel {} on agent {} is {}", k.id, agent.id, k.status);
+            assert_eq!(k.agent_id.as_ref(), Some(&agent.id), "kernel {} listed on the wrong agent", k.id);
+            assert!(
+                same_slots(&k.occupied_slots, &k.requested_slots),
+                "kernel {} ({}) occupies {} but requested {}",
+                k.id,
+                k.status,
+                k.occupied_slots,
+                k.requested_slots
+            );
+            held = held + k.occupied_slots;
+        }
+        assert!(
+            same_slots(&agent.occupied_slots, &held),
+            "agent {}: occupied {} but its kernels hold {}",
+            agent.id,
+            agent.occupied_slots,
+            held
+        );
+        assert!(
+            agent.occupied_slots.fits_in(&agent.available_slots),
+            "agent {}: occupied {} exceeds available {}",
+            agent.id,
+            agent.occupied_slots,
+            agent.available_slots
+        );
+    }
+}
+
+/// A heartbeat of a new agent (uuid-based id) with the given capacity.
+pub fn heartbeat(capacity: ResourceSlots) -> AgentHeartbeat {
+    let id = format!("conformance-agent-{}", Uuid::new_v4().simple());
+    AgentHeartbeat {
+        addr: format!("http://{id}.invalid:6001"),
+        id: AgentId(id),
+        scaling_group: "default".into(),
+        architecture: "x86_64".into(),
+        available_slots: capacity,
+        images: vec![ImageInfo {
+            name: "python:3.11".into(),
+            aliases: vec!["python".into()],
+            lang: "python".into(),
+            min_slots: cpu("0.5"),
+        }],
+        runtime: "process".into(),
+        version: "0.1.0".into(),
+    }
+}
+
+/// A PENDING session of `owner` named `name` with `kernels` kernels (one `main`, then `sub`s) each asking for `each`,
+/// created at `created_at` (truncated to the microsecond), ready for [`MetadataStore::insert_session`].
+pub fn pending_session(
+    owner: &AccessKey,
+    name: &str,
+    kernels: u32,
+    each: &ResourceSlots,
+    created_at: DateTime<Utc>,
+) -> (SessionRecord, Vec<KernelRecord>) {
+    let created_at = created_at.trunc_subsecs(6);
+    let id = SessionId::new();
+    let kernel_records = (0..kernels)
+        .map(|i| {
+            let (role, idx) = if i == 0 { ("main", 1) } else { ("sub", i) };
+            KernelRecord {
+                id: KernelId::new(),
+                session_id: id,
+                access_key: owner.clone(),
+                cluster_role: role.into(),
+                cluster_idx: idx,
+                cluster_hostname: format!("{role}{idx}"),
+                image: "python:3.11".into(),
+                agent_id: None,
+                agent_addr: None,
+                container_id: None,
+                status: KernelStatus::Pending,
+                status_info: None,
+                status_history: StatusHistory::starting(KernelStatus::Pending, created_at),
+                requested_slots: each.clone(),
+                occupied_slots: ResourceSlots::new(),
+                exit_code: None,
+                created_at,
+                terminated_at: None,
+            }
+        })
+        .collect();
+    let session = SessionRecord {
+        id,
+        name: name.into(),
+        access_key: owner.clone(),
+        domain: "default".into(),
+        group: "default".into(),
+        session_type: SessionType::Interactive,
+        image: "python:3.11".into(),
+        cluster_size: kernels,
+        status: SessionStatus::Pending,
+        status_info: None,
+        status_history: StatusHistory::starting(SessionStatus::Pending, created_at),
+        requested_slots: each.scaled(kernels),
+        environ: BTreeMap::from([("CONFORMANCE".to_owned(), "1".to_owned())]),
+        tag: Some("conformance".into()),
+        scaling_group: "default".into(),
+        priority: 0,
+        startup_command: None,
+        result: SessionResult::Undefined,
+        created_at,
+        terminated_at: None,
+    };
+    (session, kernel_records)
+}
+
+/// Keypairs: insert, get, list oldest first, duplicate refused, revoke and reactivate, unknown keys.
+pub async fn keypairs(store: &dyn MetadataStore) {
+    let t0 = now();
+    let a = keypair(t0);
+    let b = keypair(t0 + Duration::seconds(1));
+    // Inserted newest first, so that "oldest first" is not just insertion order.
+    store.insert_keypair(&b).await.expect("insert keypair b");
+    store.insert_keypair(&a).await.expect("insert keypair a");
+    assert_eq!(store.keypair(&a.access_key).await.unwrap(), Some(a.clone()), "a keypair reads back as written");
+
+    let listed = store.list_keypairs().await.unwrap();
+    let pos = |k: &KeyPair| listed.iter().position(|x| x.access_key == k.access_key).expect("listed");
+    assert_eq!(listed[pos(&a)], a);
+    assert_eq!(listed[pos(&b)], b);
+    assert!(pos(&a) < pos(&b), "keypairs are listed oldest first");
+
+    let mut dup = keypair(t0);
+    dup.access_key = a.access_key.clone();
+    expect_kind(store.insert_keypair(&dup).await, ErrorKind::AlreadyExists, "a taken access key");
+    assert_eq!(store.keypair(&a.access_key).await.unwrap(), Some(a.clone()), "the refused insert changed nothing");
+
+    store.set_keypair_active(&a.access_key, false).await.expect("revoke");
+    assert!(!store.keypair(&a.access_key).await.unwrap().expect("still there").is_active, "revoked");
+    assert!(store.keypair(&b.access_key).await.unwrap().expect("b").is_active, "only a was revoked");
+    store.set_keypair_active(&a.access_key, true).await.expect("reactivate");
+    assert_eq!(store.keypair(&a.access_key).await.unwrap(), Some(a), "reactivated");
+
+    let unknown = AccessKey(format!("AKNONE{}", Uuid::new_v4().simple()));
+    expect_kind(store.set_keypair_active(&unknown, false).await, ErrorKind::NotFound, "revoking an unknown key");
+    assert_eq!(store.keypair(&unknown).await.unwrap(), None);
+}
+
+/// Agents: a new agent is ALIVE with nothing occupied; heartbeats update address, capacity and images but keep
+/// first contact and occupied slots; LOST sets `lost_at`; unknown agents.
+pub async fn agents(store: &dyn MetadataStore) {
+    let t0 = now();
+    let hb = heartbeat(slots(&[("cpu", "4"), ("mem", "4g")]));
+    let info = store.upsert_agent(&hb, t0).await.expect("first heartbeat");
+    assert_eq!(info.id, hb.id);
+    assert_eq!(info.status, AgentStatus::Alive);
+    assert_eq!(info.addr, hb.addr);
+    assert_eq!(info.scaling_group, hb.scaling_group);
+    assert_eq!(info.architecture, hb.architecture);
+    assert_eq!(info.runtime, hb.runtime);
+    assert_eq!(info.images, hb.images);
+    assert!(same_slots(&info.available_slots, &hb.available_slots));
+    assert!(info.occupied_slots.is_zero(), "a new agent has nothing occupied");
+    assert!(info.schedulable);
+    assert_eq!(info.first_contact, t0);
+    assert_eq!(info.lost_at, None);
+    assert_eq!(store.agent(&hb.id).await.unwrap(), Some(info.clone()), "upsert returns what is stored");
+
+    // Something runs on it, then the next heartbeat brings a new address and more capacity.
+    let owner = new_owner(store).await;
+    let (session, _) = allocated(store, &owner, &hb.id, 1, &cpu("1"), t0).await;
+    let mut hb2 = hb.clone();
+    hb2.addr = format!("{}-moved", hb.addr);
+    hb2.available_slots = slots(&[("cpu", "8"), ("mem", "8g")]);
+    hb2.images.push(ImageInfo { name: "shell:1".into(), aliases: vec![], lang: "shell".into(), min_slots: cpu("0") });
+    let info2 = store.upsert_agent(&hb2, t0 + Duration::seconds(60)).await.expect("second heartbeat");
+    assert_eq!(info2.addr, hb2.addr, "address updated");
+    assert!(same_slots(&info2.available_slots, &hb2.available_slots), "capacity updated");
+    assert_eq!(info2.images, hb2.images, "images updated");
+    assert_eq!(info2.first_contact, t0, "first contact kept");
+    assert!(same_slots(&info2.occupied_slots, &cpu("1")), "occupied kept across heartbeats: {}", info2.occupied_slots);
+
+    let lost_at = t0 + Duration::seconds(120);
+    store.set_agent_status(&hb.id, AgentStatus::Lost, lost_at).await.expect("mark lost");
+    let lost = store.agent(&hb.id).await.unwrap().expect("agent");
+    assert_eq!(lost.status, AgentStatus::Lost);
+    assert_eq!(lost.lost_at, Some(lost_at), "LOST sets lost_at");
+    let back = store.upsert_agent(&hb2, t0 + Duration::seconds(180)).await.expect("heartbeat after loss");
+    assert_eq!(back.status, AgentStatus::Alive, "a heartbeat revives a lost agent");
+    assert_eq!(back.first_contact, t0);
+    assert!(same_slots(&back.occupied_slots, &cpu("1")));
+
+    let listed = store.list_agents().await.unwrap();
+    assert!(listed.iter().any(|a| a.id == hb.id), "listed");
+    assert!(listed.windows(2).all(|w| w[0].id < w[1].id), "agents are listed by id");
+
+    let unknown = AgentId(format!("conformance-none-{}", Uuid::new_v4().simple()));
+    assert_eq!(store.agent(&unknown).await.unwrap(), None);
+    expect_kind(
+        store.set_agent_status(&unknown, AgentStatus::Lost, t0).await,
+        ErrorKind::NotFound,
+        "marking an unknown agent lost",
+    );
+
+    // Cancelling the scheduled session hands its slot back.
+    let change = SessionChange { status: SessionStatus::Cancelled, status_info: None, result: None };
+    store.update_session(session.id, change, t0 + Duration::seconds(240)).await.expect("cancel");
+    assert!(occupied(store, &hb.id).await.is_zero(), "the cancelled session's slot is free again");
+}
+
+/// Sessions: insert, read back by id, by name and by full id (only by their owner); kernels main first; unknown ids;
+/// a taken session id and kernels of another session are refused.
+pub async fn sessions_insert_and_find(store: &dyn MetadataStore) {
+    let owner = new_owner(store).await;
+    let other = new_owner(store).await;
+    let name = unique_name("find");
+    let (session, kernels) = pending_session(&owner, &name, 3, &cpu("1"), now());
+    let reversed: Vec<KernelRecord> = kernels.iter().rev().cloned().collect();
+    store.insert_session(&session, &reversed).await.expect("insert session");
+
+    assert_eq!(store.session(session.id).await.unwrap(), Some(session.clone()), "reads back as written");
+    assert_eq!(store.kernels(session.id).await.unwrap(), kernels, "kernels: main first, then by role and index");
+    for k in &kernels {
+        assert_eq!(store.kernel(k.id).await.unwrap().as_ref(), Some(k));
+    }
+    let by_id = store.find_session(&owner, &session.id.to_string()).await.unwrap();
+    assert_eq!(by_id, Some(session.clone()), "found by full id");
+    assert_eq!(store.find_session(&owner, &name).await.unwrap(), Some(session.clone()), "found by name");
+    assert_eq!(store.find_session(&other, &session.id.to_string()).await.unwrap(), None, "not another owner's");
+    assert_eq!(store.find_session(&other, &name).await.unwrap(), None, "not another owner's, by name");
+    assert_eq!(store.find_session(&owner, &unique_name("none")).await.unwrap(), None);
+    assert_eq!(store.session(SessionId::new()).await.unwrap(), None);
+    assert_eq!(store.kernel(KernelId::new()).await.unwrap(), None);
+    assert!(store.kernels(SessionId::new()).await.unwrap().is_empty());
+
+    // The same id again, under another name and with new kernels: refused whole.
+    let (mut again, mut again_kernels) = pending_session(&owner, &unique_name("find"), 1, &cpu("1"), now());
+    again.id = session.id;
+    again_kernels[0].session_id = session.id;
+    expect_kind(store.insert_session(&again, &again_kernels).await, ErrorKind::AlreadyExists, "a taken session id");
+    assert_eq!(store.kernel(again_kernels[0].id).await.unwrap(), None, "no kernel of the refused session");
+    assert_eq!(store.session(session.id).await.unwrap(), Some(session.clone()));
+
+    // Kernels that belong to another session.
+    let (stray, _) = pending_session(&owner, &unique_name("find"), 1, &cpu("1"), now());
+    let result = store.insert_session(&stray, &kernels[..1]).await;
+    expect_kind(result, ErrorKind::InvalidParams, "kernels of another session");
+    assert_eq!(store.session(stray.id).await.unwrap(), None);
+}
+
+/// Names: a live name is unique per owner, free again once its session is final; by name, the newest live session
+/// wins over a newer final one, else the newest.
+pub async fn session_names(store: &dyn MetadataStore) {
+    let owner = new_owner(store).await;
+    let other = new_owner(store).await;
+    let name = unique_name("named");
+    let t0 = now();
+    // `first` is the newer one by creation time, so "the live one wins" below is not just "the newest wins".
+    let (first, _) = insert(store, &owner, &name, 1, t0 + Duration::seconds(10)).await;
+
+    let (second, second_kernels) = pending_session(&owner, &name, 1, &cpu("1"), t0);
+    let refused = store.insert_session(&second, &second_kernels).await;
+    expect_kind(refused, ErrorKind::AlreadyExists, "a live name taken by the same owner");
+    assert_eq!(store.session(second.id).await.unwrap(), None, "nothing inserted");
+    assert_eq!(store.kernel(second_kernels[0].id).await.unwrap(), None, "no kernel inserted");
+    insert(store, &other, &name, 1, t0).await;
+
+    let end =
+        SessionChange { status: SessionStatus::Terminated, status_info: Some("user-requested".into()), result: None };
+    let t1 = t0 + Duration::seconds(20);
+    let moved = store.update_session(first.id, end, t1).await.expect("terminate the first");
+    assert_eq!(moved, Some((SessionStatus::Pending, SessionStatus::Terminated)));
+    let first = store.session(first.id).await.unwrap().expect("first");
+    assert_eq!(first.terminated_at, Some(t1));
+
+    store.insert_session(&second, &second_kernels).await.expect("the name is free once the first is final");
+    let found = store.find_session(&owner, &name).await.unwrap().expect("by name");
+    assert_eq!(found.id, second.id, "the live session wins over a newer final one");
+
+    let cancel = SessionChange { status: SessionStatus::Cancelled, status_info: None, result: None };
+    store.update_session(second.id, cancel, t1).await.expect("cancel the second");
+    let found = store.find_session(&owner, &name).await.unwrap().expect("by name");
+    assert_eq!(found.id, first.id, "with no live session, the newest");
+}
+
+/// Listing: by owner, by statuses, with a limit, newest first.
+pub async fn list_sessions_filters(store: &dyn MetadataStore) {
+    let owner = new_owner(store).await;
+    let other = new_owner(store).await;
+    let t0 = now();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (s, _) = insert(store, &owner, &unique_name("listed"), 1, t0 + Duration::seconds(i)).await;
+        ids.push(s.id);
+    }
+    let (foreign, _) = insert(store, &other, &unique_name("listed"), 1, t0 + Duration::seconds(3)).await;
+    let cancel = SessionChange { status: SessionStatus::Cancelled, status_info: None, result: None };
+    store.update_session(ids[1], cancel, t0 + Duration::seconds(4)).await.expect("cancel");
+
+    let list = |access_key: Option<&AccessKey>, statuses: Option<Vec<SessionStatus>>, limit: Option<usize>| {
+        let filter = SessionFilter { access_key: access_key.cloned(), statuses, limit };
+        async move {
+            let sessions = store.list_sessions(&filter).await.expect("list sessions");
+            sessions.into_iter().map(|s| s.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(Some(&owner), None, None).await, vec![ids[2], ids[1], ids[0]], "by owner, newest first");
+    let pending = list(Some(&owner), Some(vec![SessionStatus::Pending]), None).await;
+    assert_eq!(pending, vec![ids[2], ids[0]], "by status");
+    let ended = list(Some(&owner), Some(vec![SessionStatus::Cancelled, SessionStatus::Terminated]), None).await;
+    assert_eq!(ended, vec![ids[1]], "by several statuses");
+    assert_eq!(list(Some(&owner), None, Some(2)).await, vec![ids[2], ids[1]], "a limit keeps the newest");
+    assert_eq!(list(Some(&other), None, None).await, vec![foreign.id]);
+
+    let everyone = list(None, None, None).await;
+    let pos = |id: SessionId| everyone.iter().position(|x| *x == id).expect("listed without an owner filter");
+    assert!(pos(foreign.id) < pos(ids[2]) && pos(ids[2]) < pos(ids[1]) && pos(ids[1]) < pos(ids[0]));
+}
+
+/// Pending sessions come oldest first with their kernels, and leave the list when they stop pending.
+pub async fn pending_sessions_oldest_first(store: &dyn MetadataStore) {
+    let owner = new_owner(store).await;
+    let t0 = now();
+    // The later one is inserted first, so that "oldest first" is not just insertion order.
+    let (late, late_kernels) = insert(store, &owner, &unique_name("pending"), 2, t0 + Duration::seconds(5)).await;
+    let (early, early_kernels) = insert(store, &owner, &unique_name("pending"), 1, t0).await;
+
+    let mine = |all: Vec<(SessionRecord, Vec<KernelRecord>)>| {
+        all.into_iter().filter(|(s, _)| s.access_key == owner).collect::<Vec<_>>()
+    };
+    let pending = mine(store.pending_sessions().await.expect("pending sessions"));
+    assert_eq!(pending.len(), 2, "both pending sessions");
+    assert_eq!(pending[0], (early.clone(), early_kernels), "oldest first, with its kernels");
+    assert_eq!(pending[1], (late.clone(), late_kernels), "then the next, kernels main first");
+
+    let cancel = SessionChange { status: SessionStatus::Cancelled, status_info: None, result: None };
+    store.update_session(late.id, cancel, t0 + Duration::seconds(6)).await.expect("cancel");
+    let pending = mine(store.pending_sessions().await.unwrap());
+    assert_eq!(pending.iter().map(|(s, _)| s.id).collect::<Vec<_>>(), vec![early.id], "cancelled ones leave");
+}
+
+/// Allocation: kernels become SCHEDULED on their agents and occupy their slots, the agents' occupied slots grow, the
+/// session becomes SCHEDULED, and both histories record PENDING then SCHEDULED with their times.
+pub async fn allocate_places_kernels(store: &dyn MetadataStore) {
+    let a = new_agent(store, slots(&[("cpu", "4"), ("mem", "8g")])).await;
+    let b = new_agent(store, slots(&[("cpu", "4"), ("mem", "8g")])).await;
+    let owner = new_owner(store).await;
+    let t0 = now();
+    let each = slots(&[("cpu", "1"), ("mem", "1g")]);
+    let (session, kernels) = pending_session(&owner, &unique_name("alloc"), 3, &each, t0);
+    store.insert_session(&session, &kernels).await.expect("insert");
+
+    // The main kernel and the first sub on `a`, the second sub on `b`.
+    let placements = vec![
+        Placement { kernel_id: kernels[0].id, agent_id: a.id.clone() },
+        Placement { kernel_id: kernels[1].id, agent_id: a.id.clone() },
+        Placement { kernel_id: kernels[2].id, agent_id: b.id.clone() },
+    ];
+    let t1 = t0 + Duration::seconds(1);
+    store.allocate(session.id, &placements, t1).await.expect("allocate");
+
+    let s = store.session(session.id).await.unwrap().expect("session");
+    assert_eq!(s.status, SessionStatus::Scheduled);
+    assert_eq!(statuses(&s.status_history), ["PENDING", "SCHEDULED"]);
+    assert_eq!(s.status_history.entered(SessionStatus::Pending), Some(t0));
+    assert_eq!(s.status_history.entered(SessionStatus::Scheduled), Some(t1));
+    for (k, p) in store.kernels(session.id).await.unwrap().iter().zip(&placements) {
+        let agent = if p.agent_id == a.id { &a } else { &b };
+        assert_eq!(k.id, p.kernel_id);
+        assert_eq!(k.status, KernelStatus::Scheduled);
+        assert_eq!(k.agent_id.as_ref(), Some(&agent.id), "kernel records its agent");
+        assert_eq!(k.agent_addr.as_ref(), Some(&agent.addr), "and the agent's address");
+        assert!(same_slots(&k.occupied_slots, &each), "kernel occupies what it requested");
+        assert_eq!(statuses(&k.status_history), ["PENDING", "SCHEDULED"]);
+        assert_eq!(k.status_history.entered(KernelStatus::Scheduled), Some(t1));
+    }
+    assert!(same_slots(&occupied(store, &a.id).await, &each.scaled(2)), "agent a holds two kernels");
+    assert!(same_slots(&occupied(store, &b.id).await, &each), "agent b holds one");
+    let on_a: Vec<KernelId> = store.kernels_on_agent(&a.id).await.unwrap().iter().map(|k| k.id).collect();
+    assert_eq!(on_a.len(), 2);
+    assert!(on_a.contains(&kernels[0].id) && on_a.contains(&kernels[1].id));
+    let pending = store.pending_sessions().await.unwrap();
+    assert!(pending.iter().all(|(p, _)| p.id != session.id), "no longer pending");
+}
+
+/// Refused allocations (no room, no longer PENDING, agent LOST or unknown, placements that do not cover exactly the
+/// session's kernels, unknown session) each leave session, kernels and agents exactly as they were.
+pub async fn allocate_refusals_change_nothing(store: &dyn MetadataStore) {
+    // `a` sorts before `b` and is placed first, so a store that writes agent by agent, in either order, touches `a`
+    // before it finds that `b` lacks room.
+    let base = format!("conformance-agent-{}", Uuid::new_v4().simple());
+    let a = new_agent_with_id(store, AgentId(format!("{base}-1")), cpu("2")).await;
+    let b = new_agent_with_id(store, AgentId(format!("{base}-2")), cpu("2")).await;
+    let owner = new_owner(store).await;
+    let t0 = now();
+    let t1 = t0 + Duration::seconds(1);
+    let agents = [a.id.clone(), b.id.clone()];
+
+    // Each kernel fits `a` alone, three together do not.
+    let (crowd, crowd_kernels) = insert(store, &owner, &unique_name("crowd"), 3, t0).await;
+    let before = snapshot(store, crowd.id, &agents).await;
+    let all_on_a: Vec<Placement> =
+        crowd_kernels.iter().map(|k| Placement { kernel_id: k.id, agent_id: a.id.clone() }).collect();
+    expect_kind(store.allocate(crowd.id, &all_on_a, t1).await, ErrorKind::QuotaExceeded, "three kernels on two cpus");
+    assert_eq!(snapshot(store, crowd.id, &agents).await, before, "nothing changed after QuotaExceeded");
+
+    // `b` is full; a session split over `a` (room) and `b` (no room) is refused whole.
+    let (filler, _) = allocated(store, &owner, &b.id, 1, &cpu("2"), t0).await;
+    let (split, split_kernels) = insert(store, &owner, &unique_name("split"), 2, t0).await;
+    let before = snapshot(store, split.id, &agents).await;
+    let placements = vec![
+        Placement { kernel_id: split_kernels[0].id, agent_id: a.id.clone() },
+        Placement { kernel_id: split_kernels[1].id, agent_id: b.id.clone() },
+    ];
+    expect_kind(store.allocate(split.id, &placements, t1).await, ErrorKind::QuotaExceeded, "one agent lacks room");
+    assert_eq!(snapshot(store, split.id, &agents).await, before, "the agent with room was not touched");
+
+    // The filler is SCHEDULED already.
+    let before = snapshot(store, filler.id, &agents).await;
+    let again: Vec<Placement> = store
+        .kernels(filler.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| Placement { kernel_id: k.id, agent_id: a.id.clone() })
+        .collect();
+    expect_kind(store.allocate(filler.id, &again, t1).await, ErrorKind::Conflict, "allocating a SCHEDULED session");
+    assert_eq!(snapshot(store, filler.id, &agents).await, before, "nothing changed after Conflict");
+
+    // Placements that do not cover exactly the session's kernels.
+    let (pair, pair_kernels) = insert(store, &owner, &unique_name("pair"), 2, t0).await;
+    let before = snapshot(store, pair.id, &agents).await;
+    let on_a = |k: &KernelRecord| Placement { kernel_id: k.id, agent_id: a.id.clone() };
+    let incomplete = vec![on_a(&pair_kernels[0])];
+    expect_kind(store.allocate(pair.id, &incomplete, t1).await, ErrorKind::InvalidParams, "a kernel left unplaced");
+    let twice = vec![on_a(&pair_kernels[0]), on_a(&pair_kernels[0]), on_a(&pair_kernels[1])];
+    expect_kind(store.allocate(pair.id, &twice, t1).await, ErrorKind::InvalidParams, "a kernel placed twice");
+    let foreign = vec![on_a(&pair_kernels[0]), on_a(&pair_kernels[1]), on_a(&crowd_kernels[0])];
+    expect_kind(store.allocate(pair.id, &foreign, t1).await, ErrorKind::InvalidParams, "another session's kernel");
+    expect_kind(store.allocate(pair.id, &[], t1).await, ErrorKind::InvalidParams, "no placements");
+    assert_eq!(snapshot(store, pair.id, &agents).await, before, "nothing changed after InvalidParams");
+
+    // Unknown and LOST agents.
+    let nowhere = AgentId(format!("conformance-none-{}", Uuid::new_v4().simple()));
+    let unknown: Vec<Placement> =
+        pair_kernels.iter().map(|k| Placement { kernel_id: k.id, agent_id: nowhere.clone() }).collect();
+    expect_kind(store.allocate(pair.id, &unknown, t1).await, ErrorKind::AgentNotFound, "an unknown agent");
+    assert_eq!(snapshot(store, pair.id, &agents).await, before, "nothing changed after an unknown agent");
+    store.set_agent_status(&a.id, AgentStatus::Lost, t1).await.expect("lose a");
+    let before = snapshot(store, pair.id, &agents).await;
+    let placements: Vec<Placement> = pair_kernels.iter().map(on_a).collect();
+    expect_kind(store.allocate(pair.id, &placements, t1).await, ErrorKind::AgentNotFound, "a LOST agent");
+    assert_eq!(snapshot(store, pair.id, &agents).await, before, "nothing changed after a LOST agent");
+
+    // The refused session is still allocatable once its agent is back.
+    store.upsert_agent(&agent_heartbeat(&a), t1).await.expect("a is back");
+    store.allocate(pair.id, &placements, t1).await.expect("allocate after the refusals");
+    assert!(same_slots(&occupied(store, &a.id).await, &cpu("2")));
+
+    let missing = store.allocate(SessionId::new(), &placements, t1).await;
+    assert_eq!(missing.expect_err("an unknown session").kind().status(), 404, "an unknown session is not found");
+}
+
+/// One kernel through PREPARING → CREATING → RUNNING → TERMINATING → TERMINATED: the session follows, the slots stay
+/// held until the dead status and are released exactly once, and illegal moves are refused with nothing written.
+pub async fn kernel_lifecycle(store: &dyn MetadataStore) {
+    let agent = new_agent(store, cpu("4")).await;
+    let owner = new_owner(store).await;
+    let t0 = now();
+    let at = |s: i64| t0 + Duration::seconds(s);
+    // A neighbour on the same agent: releasing twice would eat into its slot.
+    let (neighbour, neighbour_kernels) = allocated(store, &owner, &agent.id, 1, &cpu("1"), t0).await;
+    let (session, kernels) = allocated(store, &owner, &agent.id, 1, &cpu("2"), t0).await;
+    let id = kernels[0].id;
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("3")));
+
+    let t = advance(store, id, KernelStatus::Preparing, at(2)).await;
+    assert_eq!(t.session, Some((SessionStatus::Scheduled, SessionStatus::Preparing)), "the session follows");
+    assert_eq!(t.kernel.status, KernelStatus::Preparing);
+    let t = advance(store, id, KernelStatus::Creating, at(3)).await;
+    assert_eq!(t.session, Some((SessionStatus::Preparing, SessionStatus::Creating)));
+    let container = format!("container-{}", Uuid::new_v4().simple());
+    let change = KernelChange {
+        status: KernelStatus::Running,
+        status_info: None,
+        container_id: Some(container.clone()),
+        exit_code: None,
+    };
+    let t = store.update_kernel(id, change, at(4)).await.expect("running");
+    assert_eq!(t.session, Some((SessionStatus::Creating, SessionStatus::Running)));
+    assert_eq!(t.kernel.container_id.as_deref(), Some(container.as_str()), "container id recorded");
+    assert_eq!(store.kernel(id).await.unwrap().as_ref(), Some(&t.kernel), "the returned kernel is the stored one");
+    assert_eq!(store.session(session.id).await.unwrap().expect("session").status, SessionStatus::Running);
+
+    // Moving to the status it has only updates the other fields.
+    let t = store
+        .update_kernel(id, KernelChange::status(KernelStatus::Running, Some("warm".to_owned())), at(5))
+        .await
+        .expect("same status");
+    assert_eq!(t.session, None, "no session change");
+    assert_eq!(t.kernel.status_info.as_deref(), Some("warm"));
+    assert_eq!(t.kernel.container_id.as_deref(), Some(container.as_str()), "fields given as None are kept");
+    assert_eq!(statuses(&t.kernel.status_history).len(), 5, "no history entry for a non-move");
+
+    // A move the table forbids: refused, nothing written.
+    let before = snapshot(store, session.id, std::slice::from_ref(&agent.id)).await;
+    let illegal = KernelChange {
+        status: KernelStatus::Pending,
+        status_info: Some("back".into()),
+        container_id: Some("other".into()),
+        exit_code: Some(3),
+    };
+    expect_kind(store.update_kernel(id, illegal, at(6)).await, ErrorKind::Conflict, "RUNNING → PENDING");
+    assert_eq!(snapshot(store, session.id, std::slice::from_ref(&agent.id)).await, before, "nothing written");
+
+    let t = store
+        .update_kernel(id, KernelChange::status(KernelStatus::Terminating, Some("user-requested".to_owned())), at(7))
+        .await
+        .expect("terminating");
+    assert_eq!(t.session, Some((SessionStatus::Running, SessionStatus::Terminating)));
+    let s = store.session(session.id).await.unwrap().expect("session");
+    assert_eq!(s.status_info.as_deref(), Some("user-requested"), "the kernel's reason goes to the session");
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("3")), "TERMINATING still holds its slots");
+
+    let change =
+        KernelChange { status: KernelStatus::Terminated, status_info: None, container_id: None, exit_code: Some(0) };
+    let t = store.update_kernel(id, change, at(8)).await.expect("terminated");
+    assert_eq!(t.session, Some((SessionStatus::Terminating, SessionStatus::Terminated)));
+    assert!(t.kernel.occupied_slots.is_zero(), "a dead kernel holds nothing");
+    assert_eq!(t.kernel.exit_code, Some(0));
+    assert_eq!(t.kernel.terminated_at, Some(at(8)));
+    assert_eq!(
+        statuses(&t.kernel.status_history),
+        ["PENDING", "SCHEDULED", "PREPARING", "CREATING", "RUNNING", "TERMINATING", "TERMINATED"]
+    );
+    assert_eq!(t.kernel.status_history.entered(KernelStatus::Running), Some(at(4)));
+    let s = store.session(session.id).await.unwrap().expect("session");
+    assert_eq!(s.status, SessionStatus::Terminated);
+    assert_eq!(s.terminated_at, Some(at(8)));
+    assert_eq!(
+        statuses(&s.status_history),
+        ["PENDING", "SCHEDULED", "PREPARING", "CREATING", "RUNNING", "TERMINATING", "TERMINATED"]
+    );
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("1")), "the slots went back; the neighbour's stay");
+
+    // Released exactly once: a repeated TERMINATED report changes no slots.
+    let change =
+        KernelChange { status: KernelStatus::Terminated, status_info: None, container_id: None, exit_code: Some(0) };
+    store.update_kernel(id, change, at(9)).await.expect("a repeated report");
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("1")), "not released twice");
+    expect_kind(
+        store.update_kernel(id, KernelChange::status(KernelStatus::Running, None), at(9)).await,
+        ErrorKind::Conflict,
+        "TERMINATED → RUNNING",
+    );
+
+    // A live kernel's illegal move: SCHEDULED → RUNNING skips the table.
+    let before = snapshot(store, neighbour.id, std::slice::from_ref(&agent.id)).await;
+    let skip = KernelChange {
+        status: KernelStatus::Running,
+        status_info: Some("skip".into()),
+        container_id: Some("c".into()),
+        exit_code: None,
+    };
+    expect_kind(
+        store.update_kernel(neighbour_kernels[0].id, skip, at(10)).await,
+        ErrorKind::Conflict,
+        "SCHEDULED → RUNNING",
+    );
+    assert_eq!(snapshot(store, neighbour.id, std::slice::from_ref(&agent.id)).await, before, "nothing written");
+
+    let missing = store.update_kernel(KernelId::new(), KernelChange::status(KernelStatus::Running, None), at(10)).await;
+    assert_eq!(missing.expect_err("an unknown kernel").kind().status(), 404, "an unknown kernel is not found");
+
+    let t = advance(store, neighbour_kernels[0].id, KernelStatus::Terminated, at(11)).await;
+    assert_eq!(t.session, Some((SessionStatus::Scheduled, SessionStatus::Terminated)));
+    assert!(occupied(store, &agent.id).await.is_zero());
+}
+
+/// A two-kernel session where one kernel fails becomes ERROR; each kernel's slots go back once, and the session ends
+/// TERMINATED when the failed kernel is cleaned up.
+pub async fn kernel_error_fails_session(store: &dyn MetadataStore) {
+    let agent = new_agent(store, cpu("4")).await;
+    let owner = new_owner(store).await;
+    let t0 = now();
+    let at = |s: i64| t0 + Duration::seconds(s);
+    let (_ballast, ballast_kernels) = allocated(store, &owner, &agent.id, 1, &cpu("1"), t0).await;
+    let (session, kernels) = allocated(store, &owner, &agent.id, 2, &cpu("1"), t0).await;
+    let (main, sub) = (kernels[0].id, kernels[1].id);
+
+    let t = advance(store, main, KernelStatus::Preparing, at(1)).await;
+    assert_eq!(t.session, None, "the session is as far as its least advanced kernel");
+    advance(store, sub, KernelStatus::Preparing, at(1)).await;
+    advance(store, main, KernelStatus::Creating, at(2)).await;
+    advance(store, sub, KernelStatus::Creating, at(2)).await;
+    advance(store, main, KernelStatus::Running, at(3)).await;
+    let t = advance(store, sub, KernelStatus::Running, at(3)).await;
+    assert_eq!(t.session, Some((SessionStatus::Creating, SessionStatus::Running)), "running once both run");
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("3")));
+
+    let t = store
+        .update_kernel(sub, KernelChange::status(KernelStatus::Error, Some("kernel-crashed".to_owned())), at(4))
+        .await
+        .expect("error");
+    assert_eq!(t.session, Some((SessionStatus::Running, SessionStatus::Error)), "one failed kernel fails the session");
+    assert!(t.kernel.occupied_slots.is_zero());
+    let s = store.session(session.id).await.unwrap().expect("session");
+    assert_eq!(s.status, SessionStatus::Error);
+    assert_eq!(s.status_info.as_deref(), Some("kernel-crashed"));
+    assert_eq!(s.terminated_at, None, "ERROR is not final");
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("2")), "the failed kernel's slot went back");
+
+    let t = advance(store, main, KernelStatus::Terminating, at(5)).await;
+    assert_eq!(t.session, None, "still ERROR");
+    let t = advance(store, main, KernelStatus::Terminated, at(6)).await;
+    assert_eq!(t.session, None, "still ERROR while a kernel is");
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("1")));
+
+    let t = advance(store, sub, KernelStatus::Terminated, at(7)).await;
+    assert_eq!(t.session, Some((SessionStatus::Error, SessionStatus::Terminated)));
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("1")), "ERROR → TERMINATED releases nothing more");
+    assert_eq!(store.session(session.id).await.unwrap().expect("session").terminated_at, Some(at(7)));
+
+    advance(store, ballast_kernels[0].id, KernelStatus::Terminated, at(8)).await;
+    assert!(occupied(store, &agent.id).await.is_zero());
+}
+
+/// Whole-session moves: cancelling a PENDING or SCHEDULED session cancels its kernels (and frees the scheduled
+/// ones' slots); ending a RUNNING one records its result; moves the table forbids are refused with nothing written.
+pub async fn update_session_moves_kernels(store: &dyn MetadataStore) {
+    let agent = new_agent(store, cpu("4")).await;
+    let agents = [agent.id.clone()];
+    let owner = new_owner(store).await;
+    let t0 = now();
+    let at = |s: i64| t0 + Duration::seconds(s);
+    let cancel =
+        || SessionChange { status: SessionStatus::Cancelled, status_info: Some("user-requested".into()), result: None };
+
+    let (pending, _) = insert(store, &owner, &unique_name("cancel"), 2, t0).await;
+    let moved = store.update_session(pending.id, cancel(), at(1)).await.expect("cancel pending");
+    assert_eq!(moved, Some((SessionStatus::Pending, SessionStatus::Cancelled)));
+    let s = store.session(pending.id).await.unwrap().expect("session");
+    assert_eq!(s.status, SessionStatus::Cancelled);
+    assert_eq!(s.status_info.as_deref(), Some("user-requested"));
+    assert_eq!(s.terminated_at, Some(at(1)));
+    assert_eq!(s.status_history.entered(SessionStatus::Cancelled), Some(at(1)));
+    for k in store.kernels(pending.id).await.unwrap() {
+        assert_eq!(k.status, KernelStatus::Cancelled, "its kernels are cancelled");
+        assert_eq!(k.terminated_at, Some(at(1)));
+        assert_eq!(statuses(&k.status_history), ["PENDING", "CANCELLED"]);
+    }
+    let before = snapshot(store, pending.id, &agents).await;
+    let revive = SessionChange { status: SessionStatus::Running, status_info: None, result: None };
+    expect_kind(store.update_session(pending.id, revive, at(2)).await, ErrorKind::Conflict, "CANCELLED → RUNNING");
+    assert_eq!(snapshot(store, pending.id, &agents).await, before, "nothing written");
+
+    let (scheduled, _) = allocated(store, &owner, &agent.id, 2, &cpu("1"), t0).await;
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("2")));
+    let moved = store.update_session(scheduled.id, cancel(), at(3)).await.expect("cancel scheduled");
+    assert_eq!(moved, Some((SessionStatus::Scheduled, SessionStatus::Cancelled)));
+    for k in store.kernels(scheduled.id).await.unwrap() {
+        assert_eq!(k.status, KernelStatus::Cancelled);
+        assert!(k.occupied_slots.is_zero());
+    }
+    assert!(occupied(store, &agent.id).await.is_zero(), "cancelled kernels give their slots back");
+
+    let (running, kernels) = allocated(store, &owner, &agent.id, 1, &cpu("1"), t0).await;
+    for (i, status) in [KernelStatus::Preparing, KernelStatus::Creating, KernelStatus::Running].into_iter().enumerate()
+    {
+        advance(store, kernels[0].id, status, at(4 + i as i64)).await;
+    }
+    let before = snapshot(store, running.id, &agents).await;
+    expect_kind(store.update_session(running.id, cancel(), at(8)).await, ErrorKind::Conflict, "RUNNING → CANCELLED");
+    assert_eq!(snapshot(store, running.id, &agents).await, before, "nothing written");
+    let finish = SessionChange {
+        status: SessionStatus::Terminated,
+        status_info: Some("finished".into()),
+        result: Some(SessionResult::Success),
+    };
+    let moved = store.update_session(running.id, finish, at(9)).await.expect("end running");
+    assert_eq!(moved, Some((SessionStatus::Running, SessionStatus::Terminated)));
+    let s = store.session(running.id).await.unwrap().expect("session");
+    assert_eq!(s.result, SessionResult::Success, "the result is recorded");
+    assert_eq!(s.terminated_at, Some(at(9)));
+    let k = store.kernel(kernels[0].id).await.unwrap().expect("kernel");
+    assert_eq!(k.status, KernelStatus::Terminated);
+    assert_eq!(k.status_info.as_deref(), Some("finished"));
+    assert!(occupied(store, &agent.id).await.is_zero());
+
+    let missing = store.update_session(SessionId::new(), cancel(), at(10)).await;
+    assert_eq!(missing.expect_err("an unknown session").kind().status(), 404, "an unknown session is not found");
+}
+
+/// `kernels_on_agent` lists the kernels placed on that agent while they hold resources, and only those.
+pub async fn kernels_on_agent(store: &dyn MetadataStore) {
+    let a = new_agent(store, cpu("4")).await;
+    let b = new_agent(store, cpu("4")).await;
+    let owner = new_owner(store).await;
+    let t0 = now();
+    let (_, on_a) = allocated(store, &owner, &a.id, 2, &cpu("1"), t0).await;
+    let (_, on_b) = allocated(store, &owner, &b.id, 1, &cpu("1"), t0).await;
+    insert(store, &owner, &unique_name("unplaced"), 1, t0).await;
+
+    let ids = |ks: Vec<KernelRecord>| {
+        let mut ids: Vec<KernelId> = ks.into_iter().map(|k| k.id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(store.kernels_on_agent(&a.id).await.unwrap()), ids(on_a.clone()));
+    assert_eq!(ids(store.kernels_on_agent(&b.id).await.unwrap()), ids(on_b));
+
+    advance(store, on_a[1].id, KernelStatus::Cancelled, t0 + Duration::seconds(1)).await;
+    assert_eq!(ids(store.kernels_on_agent(&a.id).await.unwrap()), ids(vec![on_a[0].clone()]), "dead kernels leave");
+    let nowhere = AgentId(format!("conformance-none-{}", Uuid::new_v4().simple()));
+    assert!(store.kernels_on_agent(&nowhere).await.unwrap().is_empty());
+}
+
+/// Twenty one-cpu sessions allocated at once onto a four-cpu agent: exactly four succeed, the others get
+/// `QuotaExceeded`, and the invariant holds; cancelling them all at once frees the agent again.
+pub async fn concurrent_allocations(store: Arc<dyn MetadataStore>) {
+    let agent = new_agent(&*store, cpu("4")).await;
+    let owner = new_owner(&*store).await;
+    let t0 = now();
+    let mut sessions = Vec::new();
+    for i in 0..20 {
+        let (s, ks) = insert(&*store, &owner, &unique_name("race"), 1, t0 + Duration::milliseconds(i)).await;
+        sessions.push((s.id, Placement { kernel_id: ks[0].id, agent_id: agent.id.clone() }));
+    }
+
+    let tasks: Vec<_> = sessions
+        .iter()
+        .cloned()
+        .map(|(id, placement)| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.allocate(id, &[placement], now()).await })
+        })
+        .collect();
+    let (mut won, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("allocation task") {
+            Ok(()) => won += 1,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "a lost race is QuotaExceeded: {e}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((won, refused), (4, 16), "exactly as many as fit");
+    assert!(same_slots(&occupied(&*store, &agent.id).await, &cpu("4")));
+    assert_occupancy_invariant(&*store).await;
+
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|(id, _)| {
+            let (store, id) = (Arc::clone(&store), *id);
+            let change = SessionChange { status: SessionStatus::Cancelled, status_info: None, result: None };
+            tokio::spawn(async move { store.update_session(id, change, now()).await })
+        })
+        .collect();
+    for task in tasks {
+        let moved = task.await.expect("cancel task").expect("cancel");
+        assert!(matches!(moved, Some((_, SessionStatus::Cancelled))));
+    }
+    assert!(occupied(&*store, &agent.id).await.is_zero(), "every slot back");
+    assert_occupancy_invariant(&*store).await;
+}
+
+// ---- helpers ----
+
+/// Now, at the microsecond precision every store keeps.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn slots(pairs: &[(&str, &str)]) -> ResourceSlots {
+    ResourceSlots::from_pairs(pairs.iter().copied()).expect("valid slots")
+}
+
+fn cpu(amount: &str) -> ResourceSlots {
+    slots(&[("cpu", amount)])
+}
+
+/// Equal amounts, where a missing slot and a zero one are the same.
+fn same_slots(a: &ResourceSlots, b: &ResourceSlots) -> bool {
+    a.fits_in(b) && b.fits_in(a)
+}
+
+fn statuses(history: &StatusHistory) -> Vec<&str> {
+    history.0.iter().map(|c| c.status.as_str()).collect()
+}
+
+fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", Uuid::new_v4().simple())
+}
+
+#[track_caller]
+fn expect_kind<T: Debug>(result: Result<T>, kind: ErrorKind, what: &str) {
+    match result {
+        Ok(value) => panic!("{what}: expected {kind:?}, got Ok({value:?})"),
+        Err(e) => assert_eq!(e.kind(), kind, "{what}: got {e}"),
+    }
+}
+
+fn keypair(created_at: DateTime<Utc>) -> KeyPair {
+    KeyPair {
+        access_key: AccessKey(format!("AKCONF{}", Uuid::new_v4().simple()).to_uppercase()),
+        secret_key: Uuid::new_v4().simple().to_string(),
+        user_id: format!("{}@conformance.invalid", Uuid::new_v4().simple()),
+        role: Role::User,
+        is_active: true,
+        rate_limit: 1000,
+        resource_policy: "default".into(),
+        created_at: created_at.trunc_subsecs(6),
+    }
+}
+
+/// A new keypair, whose access key owns the sessions of a check.
+async fn new_owner(store: &dyn MetadataStore) -> AccessKey {
+    let kp = keypair(now());
+    store.insert_keypair(&kp).await.expect("insert owner keypair");
+    kp.access_key
+}
+
+async fn new_agent(store: &dyn MetadataStore, capacity: ResourceSlots) -> AgentInfo {
+    store.upsert_agent(&heartbeat(capacity), now()).await.expect("upsert agent")
+}
+
+async fn new_agent_with_id(store: &dyn MetadataStore, id: AgentId, capacity: ResourceSlots) -> AgentInfo {
+    let hb = AgentHeartbeat { id, ..heartbeat(capacity) };
+    store.upsert_agent(&hb, now()).await.expect("upsert agent")
+}
+
+/// The heartbeat an agent would send again.
+fn agent_heartbeat(agent: &AgentInfo) -> AgentHeartbeat {
+    AgentHeartbeat {
+        id: agent.id.clone(),
+        addr: agent.addr.clone(),
+        scaling_group: agent.scaling_group.clone(),
+        architecture: agent.architecture.clone(),
+        available_slots: agent.available_slots.clone(),
+        images: agent.images.clone(),
+        runtime: agent.runtime.clone(),
+        version: "0.1.0".into(),
+    }
+}
+
+async fn occupied(store: &dyn MetadataStore, agent: &AgentId) -> ResourceSlots {
+    store.agent(agent).await.expect("agent").expect("agent exists").occupied_slots
+}
+
+/// Inserts a PENDING session of one-cpu kernels.
+async fn insert(
+    store: &dyn MetadataStore,
+    owner: &AccessKey,
+    name: &str,
+    kernels: u32,
+    created_at: DateTime<Utc>,
+) -> (SessionRecord, Vec<KernelRecord>) {
+    let (session, kernel_records) = pending_session(owner, name, kernels, &cpu("1"), created_at);
+    store.insert_session(&session, &kernel_records).await.expect("insert session");
+    (session, kernel_records)
+}
+
+/// Inserts a session and allocates all its kernels on `agent`; returns the records as stored afterwards.
+async fn allocated(
+    store: &dyn MetadataStore,
+    owner: &AccessKey,
+    agent: &AgentId,
+    kernels: u32,
+    each: &ResourceSlots,
+    created_at: DateTime<Utc>,
+) -> (SessionRecord, Vec<KernelRecord>) {
+    let (session, kernel_records) = pending_session(owner, &unique_name("placed"), kernels, each, created_at);
+    store.insert_session(&session, &kernel_records).await.expect("insert session");
+    let placements: Vec<Placement> =
+        kernel_records.iter().map(|k| Placement { kernel_id: k.id, agent_id: agent.clone() }).collect();
+    store.allocate(session.id, &placements, session.created_at).await.expect("allocate");
+    let session = store.session(session.id).await.unwrap().expect("session");
+    let kernel_records = store.kernels(session.id).await.unwrap();
+    (session, kernel_records)
+}
+
+async fn advance(
+    store: &dyn MetadataStore,
+    kernel: KernelId,
+    status: KernelStatus,
+    at: DateTime<Utc>,
+) -> KernelTransition {
+    let moved = store.update_kernel(kernel, KernelChange::status(status, None), at).await;
+    moved.unwrap_or_else(|e| panic!("kernel {kernel} → {status}: {e}"))
+}
+
+/// What a refused call must leave untouched.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    session: Option<SessionRecord>,
+    kernels: Vec<KernelRecord>,
+    agents: Vec<Option<AgentInfo>>,
+}
+
+async fn snapshot(store: &dyn MetadataStore, session: SessionId, agents: &[AgentId]) -> Snapshot {
+    let mut infos = Vec::new();
+    for id in agents {
+        infos.push(store.agent(id).await.expect("agent"));
+    }
+    Snapshot {
+        session: store.session(session).await.expect("session"),
+        kernels: store.kernels(session).await.expect("kernels"),
+        agents: infos,
+    }
+}

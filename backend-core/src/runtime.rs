@@ -1,0 +1,130 @@
+//! Container runtimes: how an agent turns a kernel spec into a running kernel whose runner it can talk to.
+//!
+//! The agent owns the runner protocol ([`crate::runner`]); a runtime only starts, finds, stops and inspects
+//! kernels, and tells the agent where each kernel's runner listens.
+
+use crate::error::{Error, Result};
+use crate::ids::{AccessKey, KernelId, SessionId};
+use crate::model::ImageInfo;
+use crate::slots::ResourceSlots;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Everything a runtime needs to start one kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelSpec {
+    /// The kernel.
+    pub kernel_id: KernelId,
+    /// Its session.
+    pub session_id: SessionId,
+    /// The owning keypair.
+    pub owner: AccessKey,
+    /// Image reference (resolved against the runtime's images).
+    pub image: String,
+    /// Slots granted.
+    pub slots: ResourceSlots,
+    /// Extra environment (the runtime adds the `BACKENDAI_*` variables).
+    pub environ: BTreeMap<String, String>,
+    /// `main` or `sub`.
+    pub cluster_role: String,
+    /// Index within the role.
+    pub cluster_idx: u32,
+    /// Host name inside the cluster.
+    pub cluster_hostname: String,
+    /// Number of kernels in the session.
+    pub cluster_size: u32,
+}
+
+/// Where a kernel's runner listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerEndpoint {
+    /// A Unix socket path on the agent's host.
+    Unix(PathBuf),
+}
+
+/// A kernel the runtime knows about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelHandle {
+    /// The kernel.
+    pub kernel_id: KernelId,
+    /// Its session.
+    pub session_id: SessionId,
+    /// The runtime's handle (container id; process id for the process runtime).
+    pub container_id: String,
+    /// Where its runner listens.
+    pub endpoint: RunnerEndpoint,
+    /// The runner's language.
+    pub lang: String,
+}
+
+/// How a kernel ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelExit {
+    /// Exit code of its main process, when known.
+    pub exit_code: Option<i32>,
+    /// Why it ended (`user-requested`, `self-terminated`, `oom-killed`, `killed`).
+    pub reason: String,
+}
+
+/// Runs kernels. Object-safe: agents hold an `Arc<dyn ContainerRuntime>`.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    /// The runtime's name (`process`, `docker`).
+    fn name(&self) -> &'static str;
+    /// The images this runtime can start.
+    async fn images(&self) -> Result<Vec<ImageInfo>>;
+    /// Creates and starts a kernel; returns once its runner accepts connections.
+    async fn create_kernel(&self, spec: &KernelSpec) -> Result<KernelHandle>;
+    /// Stops a kernel (gracefully unless `forced`) and removes what it left. Destroying a kernel that is already
+    /// gone answers its recorded exit, or `KernelNotFound` when the runtime never knew it.
+    async fn destroy_kernel(&self, kernel_id: KernelId, forced: bool) -> Result<KernelExit>;
+    /// Kernels that exist now, including those started before this process (for re-attachment after a restart).
+    async fn list_kernels(&self) -> Result<Vec<KernelHandle>>;
+    /// Waits until a kernel ends by itself and says how. Returns at once for a kernel that has already ended.
+    async fn wait_kernel(&self, kernel_id: KernelId) -> Result<KernelExit>;
+    /// The kernel's output log. Optional.
+    async fn logs(&self, kernel_id: KernelId) -> Result<String> {
+        let _ = kernel_id;
+        Err(Error::Unsupported { what: format!("logs on the {} runtime", self.name()) })
+    }
+}
+
+/// Finds the image a reference names among `images`: by name or alias, or by the name without its tag
+/// (`python` finds `python:3.11`) when exactly one image has that base.
+pub fn resolve_image<'a>(images: &'a [ImageInfo], reference: &str) -> Option<&'a ImageInfo> {
+    if let Some(found) = images.iter().find(|i| i.answers_to(reference)) {
+        return Some(found);
+    }
+    let base = |name: &str| name.rsplit('/').next().unwrap_or(name).split(':').next().unwrap_or(name).to_owned();
+    let wanted = base(reference);
+    let mut matching = images.iter().filter(|i| base(&i.name) == wanted);
+    let first = matching.next()?;
+    (reference == wanted && matching.next().is_none()).then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(name: &str, aliases: &[&str]) -> ImageInfo {
+        ImageInfo {
+            name: name.into(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            lang: "python".into(),
+            min_slots: ResourceSlots::new(),
+        }
+    }
+
+    #[test]
+    fn resolves_names_aliases_and_bases() {
+        let images = vec![image("python:3.11", &["python3"]), image("shell:latest", &[])];
+        assert_eq!(resolve_image(&images, "python:3.11").unwrap().name, "python:3.11");
+        assert_eq!(resolve_image(&images, "python3").unwrap().name, "python:3.11");
+        assert_eq!(resolve_image(&images, "python").unwrap().name, "python:3.11");
+        assert!(resolve_image(&images, "python:2.7").is_none());
+        assert!(resolve_image(&images, "ruby").is_none());
+    }
+}

@@ -1,0 +1,145 @@
+//! The metadata store: durable records of keypairs, agents, sessions and kernels.
+//!
+//! Implementations: [`sqlite::SqliteStore`] (embedded, feature `sqlite`). Every implementation must pass
+//! [`crate::conformance::metadata_store`].
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use crate::error::Result;
+use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
+use crate::model::{AgentHeartbeat, AgentInfo, AgentStatus, KernelRecord, KeyPair, SessionRecord, SessionResult};
+use crate::status::{KernelStatus, SessionStatus};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// Where one kernel goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The kernel.
+    pub kernel_id: KernelId,
+    /// The agent chosen for it.
+    pub agent_id: AgentId,
+}
+
+/// A change to one kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelChange {
+    /// The status to enter.
+    pub status: KernelStatus,
+    /// Why (kept unless `None`).
+    pub status_info: Option<String>,
+    /// The runtime's handle, once known (kept unless `None`).
+    pub container_id: Option<String>,
+    /// The exit code, once known (kept unless `None`).
+    pub exit_code: Option<i32>,
+}
+
+impl KernelChange {
+    /// A status change with a reason and nothing else.
+    pub fn status(status: KernelStatus, info: impl Into<Option<String>>) -> Self {
+        Self { status, status_info: info.into(), container_id: None, exit_code: None }
+    }
+}
+
+/// What a kernel change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelTransition {
+    /// The kernel after the change.
+    pub kernel: KernelRecord,
+    /// The session's status change it caused, if any: `(from, to)`.
+    pub session: Option<(SessionStatus, SessionStatus)>,
+}
+
+/// A change to a whole session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionChange {
+    /// The status to enter.
+    pub status: SessionStatus,
+    /// Why (kept unless `None`).
+    pub status_info: Option<String>,
+    /// The result, when decided.
+    pub result: Option<SessionResult>,
+}
+
+/// Which sessions to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Only this owner's.
+    pub access_key: Option<AccessKey>,
+    /// Only in these statuses (all when `None`).
+    pub statuses: Option<Vec<SessionStatus>>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+/// Durable metadata. Every method is atomic: it either does all it says or nothing.
+///
+/// Invariant kept by every implementation: an agent's `occupied_slots` equal the sum of the `occupied_slots` of its
+/// kernels, which are non-empty exactly while the kernel's status holds resources, and never exceed its
+/// `available_slots` through [`MetadataStore::allocate`].
+#[async_trait]
+pub trait MetadataStore: Send + Sync {
+    /// Adds a keypair. `AlreadyExists` when the access key is taken.
+    async fn insert_keypair(&self, keypair: &KeyPair) -> Result<()>;
+    /// A keypair by access key.
+    async fn keypair(&self, access_key: &AccessKey) -> Result<Option<KeyPair>>;
+    /// Every keypair, oldest first.
+    async fn list_keypairs(&self) -> Result<Vec<KeyPair>>;
+    /// Activates or revokes a keypair. `NotFound` when unknown.
+    async fn set_keypair_active(&self, access_key: &AccessKey, active: bool) -> Result<()>;
+
+    /// Records a heartbeat: a new agent is inserted ALIVE with `first_contact = now` and nothing occupied; a known one
+    /// becomes ALIVE with the heartbeat's address, capacity and images, keeping its occupied slots and first contact.
+    async fn upsert_agent(&self, heartbeat: &AgentHeartbeat, now: DateTime<Utc>) -> Result<AgentInfo>;
+    /// An agent by id.
+    async fn agent(&self, id: &AgentId) -> Result<Option<AgentInfo>>;
+    /// Every agent, by id.
+    async fn list_agents(&self) -> Result<Vec<AgentInfo>>;
+    /// Sets an agent's status; LOST also sets `lost_at = now`. `NotFound` when unknown.
+    async fn set_agent_status(&self, id: &AgentId, status: AgentStatus, now: DateTime<Utc>) -> Result<()>;
+
+    /// Adds a session and its kernels. `AlreadyExists` when the owner has a session of that name that is not
+    /// final.
+    async fn insert_session(&self, session: &SessionRecord, kernels: &[KernelRecord]) -> Result<()>;
+    /// A session by id.
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
+    /// The owner's session by full id, or else by name (the newest that is not final, or else the newest).
+    async fn find_session(&self, owner: &AccessKey, name_or_id: &str) -> Result<Option<SessionRecord>>;
+    /// Sessions matching the filter, newest first.
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>>;
+    /// PENDING sessions with their kernels, oldest first.
+    async fn pending_sessions(&self) -> Result<Vec<(SessionRecord, Vec<KernelRecord>)>>;
+    /// A session's kernels: the main kernel first, then by role and index.
+    async fn kernels(&self, session: SessionId) -> Result<Vec<KernelRecord>>;
+    /// A kernel by id.
+    async fn kernel(&self, id: KernelId) -> Result<Option<KernelRecord>>;
+    /// Kernels placed on an agent whose status holds resources.
+    async fn kernels_on_agent(&self, agent: &AgentId) -> Result<Vec<KernelRecord>>;
+
+    /// Places a PENDING session's kernels, in one transaction: every kernel of the session must be placed, each
+    /// agent must be ALIVE and schedulable, and each agent's occupied slots plus the slots of the kernels placed on
+    /// it must fit its capacity. Then the kernels record their agent and occupy their requested slots, the agents'
+    /// occupied slots grow by the same amounts, and session and kernels become SCHEDULED. `Conflict` when the
+    /// session is no longer PENDING, `QuotaExceeded` when an agent lacks room, `AgentNotFound` for an unknown or
+    /// unavailable agent, `InvalidParams` when the placements do not cover exactly the session's kernels; nothing
+    /// changes on any error.
+    async fn allocate(&self, session: SessionId, placements: &[Placement], now: DateTime<Utc>) -> Result<()>;
+
+    /// Changes one kernel. The move must be in the transition table (`Conflict` otherwise, nothing written); moving
+    /// to the status it already has only updates the other fields. A kernel entering a dead status (TERMINATED,
+    /// CANCELLED, ERROR) gives its occupied slots back to its agent. The session's status is then derived from all
+    /// its kernels ([`SessionStatus::derive`]) and changed when it differs and the table allows it; the kernel's
+    /// `status_info` is copied to the session with it. Final statuses set `terminated_at`.
+    async fn update_kernel(&self, id: KernelId, change: KernelChange, now: DateTime<Utc>) -> Result<KernelTransition>;
+
+    /// Moves a whole session, and each of its kernels that is not dead and may make the move, to a status (used to
+    /// cancel or fail sessions that have no running kernels, and to record a batch result). Returns `(from, to)`
+    /// when the session's status changed. `Conflict` when the table forbids the session's move.
+    async fn update_session(
+        &self,
+        id: SessionId,
+        change: SessionChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(SessionStatus, SessionStatus)>>;
+}

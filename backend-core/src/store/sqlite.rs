@@ -1,0 +1,1027 @@
+//! The embedded metadata store: SQLite through diesel, in a file of the data directory or in memory.
+//!
+//! Diesel is synchronous, so the store holds one connection behind a mutex and runs every call on tokio's blocking
+//! pool. Calls that write take SQLite's write lock up front (`BEGIN IMMEDIATE`), so two writers, in this process or
+//! another one opening the same file, queue on the busy timeout instead of deadlocking on a lock upgrade.
+//!
+//! Storage conventions (see `migrations/sqlite`): timestamps are RFC 3339 text in UTC with six fractional digits,
+//! so they sort as text and keep microsecond precision (a timestamp read back is the one written, truncated to the
+//! microsecond); slots, images, environments and status histories are JSON text; statuses are their wire names.
+
+mod schema;
+
+use self::schema::{agents, kernels, keypairs, sessions};
+use super::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
+use crate::error::{Error, Result};
+use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
+use crate::model::{AgentHeartbeat, AgentInfo, AgentStatus, KernelRecord, KeyPair, SessionRecord, SessionResult};
+use crate::slots::ResourceSlots;
+use crate::status::{KernelStatus, SessionStatus};
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use uuid::Uuid;
+
+/// The schema, compiled in so that opening a store brings any database file up to date.
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// How long a writer waits for another connection's write lock before giving up.
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// The embedded [`MetadataStore`] on SQLite. Cloning shares the connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<SqliteConnection>>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory when missing) the database file at `path`, in WAL mode with foreign
+    /// keys on, and applies the migrations it lacks.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        let url = path.to_str().ok_or_else(|| Error::InvalidParams {
+            msg: format!("database path {} is not valid UTF-8", path.display()),
+        })?;
+        let mut conn = SqliteConnection::establish(url)
+            .map_err(|e| Error::internal(format!("opening sqlite database {}: {e}", path.display())))?;
+        // The busy timeout comes first so that switching to WAL waits for another process holding the file.
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON;"
+        ))
+        .map_err(|e| Error::internal(format!("configuring sqlite database {}: {e}", path.display())))?;
+        Self::migrated(conn)
+    }
+
+    /// A fresh private database in memory (for tests and throwaway runs); it vanishes with the store.
+    pub fn in_memory() -> Result<Self> {
+        let mut conn = SqliteConnection::establish(":memory:")
+            .map_err(|e| Error::internal(format!("opening in-memory sqlite database: {e}")))?;
+        conn.batch_execute("PRAGMA foreign_keys = ON;")
+            .map_err(|e| Error::internal(format!("configuring in-memory sqlite database: {e}")))?;
+        Self::migrated(conn)
+    }
+
+    fn migrated(mut conn: SqliteConnection) -> Result<Self> {
+        conn.run_pending_migrations(MIGRATIONS)
+            .map_err(|e| Error::internal(format!("migrating the sqlite schema: {e}")))?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Tx<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let joined = tokio::task::spawn_blocking(move || {
+            // A panic never leaves the mutex poisoned (see below), but a poisoned one would still hold a usable
+            // connection.
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            match panic::catch_unwind(AssertUnwindSafe(|| f(&mut guard))) {
+                Ok(result) => result.map_err(Error::from),
+                Err(payload) => {
+                    // Roll back whatever transaction the panicking call left open, so the next call starts clean.
+                    while AnsiTransactionManager::rollback_transaction(&mut *guard).is_ok() {}
+                    drop(guard);
+                    panic::resume_unwind(payload)
+                }
+            }
+        })
+        .await;
+        match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::internal(format!("sqlite store task: {e}"))),
+        }
+    }
+
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`); any error rolls everything back.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Tx<T> + Send + 'static,
+    {
+        self.with_conn(move |conn| conn.immediate_transaction(f)).await
+    }
+
+    /// Runs `f` in a read transaction, so that its queries see one snapshot.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Tx<T> + Send + 'static,
+    {
+        self.with_conn(move |conn| conn.transaction(f)).await
+    }
+}
+
+/// A failure inside a store call: the database's, or a domain error that must roll the transaction back too.
+#[derive(Debug)]
+enum Failure {
+    Db(DieselError),
+    Domain(Error),
+}
+
+type Tx<T> = std::result::Result<T, Failure>;
+
+impl From<DieselError> for Failure {
+    fn from(e: DieselError) -> Self {
+        Failure::Db(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Domain(e)
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Domain(e) => e,
+            Failure::Db(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
+                Error::AlreadyExists { msg: info.message().to_owned() }
+            }
+            Failure::Db(e) => Error::internal(format!("sqlite: {e}")),
+        }
+    }
+}
+
+/// Maps a unique violation to `AlreadyExists` naming `what`.
+fn taken(what: impl FnOnce() -> String) -> impl FnOnce(DieselError) -> Failure {
+    move |e| match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            Error::AlreadyExists { msg: what() }.into()
+        }
+        other => other.into(),
+    }
+}
+
+fn corrupt(what: &str, value: &str, e: impl fmt::Display) -> Failure {
+    Error::internal(format!("corrupt {what} {value:?} in the sqlite store: {e}")).into()
+}
+
+/// The one text form of a timestamp in this store.
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> Tx<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(|e| corrupt("timestamp", s, e))
+}
+
+fn parse_opt_ts(s: Option<String>) -> Tx<Option<DateTime<Utc>>> {
+    s.as_deref().map(parse_ts).transpose()
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Tx<String> {
+    serde_json::to_string(value).map_err(|e| Error::internal(format!("encoding a store column: {e}")).into())
+}
+
+fn from_json<T: DeserializeOwned>(what: &str, s: &str) -> Tx<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, s, e))
+}
+
+fn parse<T: FromStr>(what: &str, s: &str) -> Tx<T>
+where
+    T::Err: fmt::Display,
+{
+    s.parse().map_err(|e| corrupt(what, s, e))
+}
+
+fn to_u32(what: &str, n: i64) -> Tx<u32> {
+    u32::try_from(n).map_err(|e| corrupt(what, &n.to_string(), e))
+}
+
+/// Wire names of the statuses matching `pred`.
+fn kernel_statuses(pred: impl Fn(KernelStatus) -> bool) -> Vec<&'static str> {
+    KernelStatus::ALL.into_iter().filter(|s| pred(*s)).map(KernelStatus::as_str).collect()
+}
+
+fn final_session_statuses() -> Vec<&'static str> {
+    SessionStatus::ALL.into_iter().filter(|s| s.is_final()).map(SessionStatus::as_str).collect()
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = keypairs, check_for_backend(diesel::sqlite::Sqlite))]
+struct KeyPairRow {
+    access_key: String,
+    secret_key: String,
+    user_id: String,
+    role: String,
+    is_active: bool,
+    rate_limit: i64,
+    resource_policy: String,
+    created_at: String,
+}
+
+impl KeyPairRow {
+    fn from_model(k: &KeyPair) -> Self {
+        Self {
+            access_key: k.access_key.0.clone(),
+            secret_key: k.secret_key.clone(),
+            user_id: k.user_id.clone(),
+            role: k.role.as_str().to_owned(),
+            is_active: k.is_active,
+            rate_limit: i64::from(k.rate_limit),
+            resource_policy: k.resource_policy.clone(),
+            created_at: ts(k.created_at),
+        }
+    }
+
+    fn into_model(self) -> Tx<KeyPair> {
+        Ok(KeyPair {
+            role: parse("role", &self.role)?,
+            rate_limit: to_u32("rate limit", self.rate_limit)?,
+            created_at: parse_ts(&self.created_at)?,
+            access_key: AccessKey(self.access_key),
+            secret_key: self.secret_key,
+            user_id: self.user_id,
+            is_active: self.is_active,
+            resource_policy: self.resource_policy,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = agents, check_for_backend(diesel::sqlite::Sqlite))]
+struct AgentRow {
+    id: String,
+    status: String,
+    addr: String,
+    scaling_group: String,
+    architecture: String,
+    available_slots: String,
+    occupied_slots: String,
+    images: String,
+    schedulable: bool,
+    runtime: String,
+    version: String,
+    first_contact: String,
+    lost_at: Option<String>,
+}
+
+impl AgentRow {
+    fn into_model(self) -> Tx<AgentInfo> {
+        Ok(AgentInfo {
+            status: parse("agent status", &self.status)?,
+            available_slots: from_json("available slots", &self.available_slots)?,
+            occupied_slots: from_json("occupied slots", &self.occupied_slots)?,
+            images: from_json("images", &self.images)?,
+            first_contact: parse_ts(&self.first_contact)?,
+            lost_at: parse_opt_ts(self.lost_at)?,
+            id: AgentId(self.id),
+            addr: self.addr,
+            scaling_group: self.scaling_group,
+            architecture: self.architecture,
+            schedulable: self.schedulable,
+            runtime: self.runtime,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = sessions, treat_none_as_null = true, check_for_backend(diesel::sqlite::Sqlite))]
+struct SessionRow {
+    id: String,
+    name: String,
+    access_key: String,
+    domain_name: String,
+    group_name: String,
+    session_type: String,
+    image: String,
+    cluster_size: i64,
+    status: String,
+    status_info: Option<String>,
+    status_history: String,
+    requested_slots: String,
+    environ: String,
+    tag: Option<String>,
+    scaling_group: String,
+    priority: i32,
+    startup_command: Option<String>,
+    result: String,
+    created_at: String,
+    terminated_at: Option<String>,
+}
+
+impl SessionRow {
+    fn from_model(s: &SessionRecord) -> Tx<Self> {
+        Ok(Self {
+            id: s.id.to_string(),
+            name: s.name.clone(),
+            access_key: s.access_key.0.clone(),
+            domain_name: s.domain.clone(),
+            group_name: s.group.clone(),
+            session_type: s.session_type.as_str().to_owned(),
+            image: s.image.clone(),
+            cluster_size: i64::from(s.cluster_size),
+            status: s.status.as_str().to_owned(),
+            status_info: s.status_info.clone(),
+            status_history: to_json(&s.status_history)?,
+            requested_slots: to_json(&s.requested_slots)?,
+            environ: to_json(&s.environ)?,
+            tag: s.tag.clone(),
+            scaling_group: s.scaling_group.clone(),
+            priority: s.priority,
+            startup_command: s.startup_command.clone(),
+            result: s.result.as_str().to_owned(),
+            created_at: ts(s.created_at),
+            terminated_at: s.terminated_at.map(ts),
+        })
+    }
+
+    fn into_model(self) -> Tx<SessionRecord> {
+        Ok(SessionRecord {
+            id: SessionId(parse::<Uuid>("session id", &self.id)?),
+            session_type: parse("session type", &self.session_type)?,
+            cluster_size: to_u32("cluster size", self.cluster_size)?,
+            status: parse("session status", &self.status)?,
+            status_history: from_json("status history", &self.status_history)?,
+            requested_slots: from_json("requested slots", &self.requested_slots)?,
+            environ: from_json::<BTreeMap<String, String>>("environ", &self.environ)?,
+            result: parse::<SessionResult>("session result", &self.result)?,
+            created_at: parse_ts(&self.created_at)?,
+            terminated_at: parse_opt_ts(self.terminated_at)?,
+            name: self.name,
+            access_key: AccessKey(self.access_key),
+            domain: self.domain_name,
+            group: self.group_name,
+            image: self.image,
+            status_info: self.status_info,
+            tag: self.tag,
+            scaling_group: self.scaling_group,
+            priority: self.priority,
+            startup_command: self.startup_command,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = kernels, treat_none_as_null = true, check_for_backend(diesel::sqlite::Sqlite))]
+struct KernelRow {
+    id: String,
+    session_id: String,
+    access_key: String,
+    cluster_role: String,
+    cluster_idx: i64,
+    cluster_hostname: String,
+    image: String,
+    agent_id: Option<String>,
+    agent_addr: Option<String>,
+    container_id: Option<String>,
+    status: String,
+    status_info: Option<String>,
+    status_history: String,
+    requested_slots: String,
+    occupied_slots: String,
+    exit_code: Option<i32>,
+    created_at: String,
+    terminated_at: Option<String>,
+}
+
+impl KernelRow {
+    fn from_model(k: &KernelRecord) -> Tx<Self> {
+        Ok(Self {
+            id: k.id.to_string(),
+            session_id: k.session_id.to_string(),
+            access_key: k.access_key.0.clone(),
+            cluster_role: k.cluster_role.clone(),
+            cluster_idx: i64::from(k.cluster_idx),
+            cluster_hostname: k.cluster_hostname.clone(),
+            image: k.image.clone(),
+            agent_id: k.agent_id.as_ref().map(|a| a.0.clone()),
+            agent_addr: k.agent_addr.clone(),
+            container_id: k.container_id.clone(),
+            status: k.status.as_str().to_owned(),
+            status_info: k.status_info.clone(),
+            status_history: to_json(&k.status_history)?,
+            requested_slots: to_json(&k.requested_slots)?,
+            occupied_slots: to_json(&k.occupied_slots)?,
+            exit_code: k.exit_code,
+            created_at: ts(k.created_at),
+            terminated_at: k.terminated_at.map(ts),
+        })
+    }
+
+    fn into_model(self) -> Tx<KernelRecord> {
+        Ok(KernelRecord {
+            id: KernelId(parse::<Uuid>("kernel id", &self.id)?),
+            session_id: SessionId(parse::<Uuid>("session id", &self.session_id)?),
+            cluster_idx: to_u32("cluster index", self.cluster_idx)?,
+            status: parse("kernel status", &self.status)?,
+            status_history: from_json("status history", &self.status_history)?,
+            requested_slots: from_json("requested slots", &self.requested_slots)?,
+            occupied_slots: from_json("occupied slots", &self.occupied_slots)?,
+            created_at: parse_ts(&self.created_at)?,
+            terminated_at: parse_opt_ts(self.terminated_at)?,
+            access_key: AccessKey(self.access_key),
+            cluster_role: self.cluster_role,
+            cluster_hostname: self.cluster_hostname,
+            image: self.image,
+            agent_id: self.agent_id.map(AgentId),
+            agent_addr: self.agent_addr,
+            container_id: self.container_id,
+            status_info: self.status_info,
+            exit_code: self.exit_code,
+        })
+    }
+}
+
+fn load_session(conn: &mut SqliteConnection, id: SessionId) -> Tx<Option<SessionRecord>> {
+    let row = sessions::table.find(id.to_string()).select(SessionRow::as_select()).first(conn).optional()?;
+    row.map(SessionRow::into_model).transpose()
+}
+
+fn load_kernel(conn: &mut SqliteConnection, id: KernelId) -> Tx<Option<KernelRecord>> {
+    let row = kernels::table.find(id.to_string()).select(KernelRow::as_select()).first(conn).optional()?;
+    row.map(KernelRow::into_model).transpose()
+}
+
+/// The main kernel first, then by role and index.
+fn sort_kernels(kernels: &mut [KernelRecord]) {
+    kernels.sort_by(|a, b| {
+        (!a.is_main(), &a.cluster_role, a.cluster_idx).cmp(&(!b.is_main(), &b.cluster_role, b.cluster_idx))
+    });
+}
+
+fn load_kernels(conn: &mut SqliteConnection, session: SessionId) -> Tx<Vec<KernelRecord>> {
+    let rows =
+        kernels::table.filter(kernels::session_id.eq(session.to_string())).select(KernelRow::as_select()).load(conn)?;
+    let mut kernels = rows.into_iter().map(KernelRow::into_model).collect::<Tx<Vec<_>>>()?;
+    sort_kernels(&mut kernels);
+    Ok(kernels)
+}
+
+fn load_agent(conn: &mut SqliteConnection, id: &AgentId) -> Tx<Option<AgentInfo>> {
+    let row = agents::table.find(id.as_str()).select(AgentRow::as_select()).first(conn).optional()?;
+    row.map(AgentRow::into_model).transpose()
+}
+
+fn save_session(conn: &mut SqliteConnection, session: &SessionRecord) -> Tx<()> {
+    let row = SessionRow::from_model(session)?;
+    diesel::update(sessions::table.find(&row.id)).set(&row).execute(conn)?;
+    Ok(())
+}
+
+fn save_kernel(conn: &mut SqliteConnection, kernel: &KernelRecord) -> Tx<()> {
+    let row = KernelRow::from_model(kernel)?;
+    diesel::update(kernels::table.find(&row.id)).set(&row).execute(conn)?;
+    Ok(())
+}
+
+fn save_agent_occupied(conn: &mut SqliteConnection, id: &AgentId, occupied: &ResourceSlots) -> Tx<()> {
+    diesel::update(agents::table.find(id.as_str())).set(agents::occupied_slots.eq(to_json(occupied)?)).execute(conn)?;
+    Ok(())
+}
+
+/// `from - what` per slot, without the slots that reach zero; a slot that would go negative (which only a broken
+/// invariant allows) stops at zero.
+fn without(from: &ResourceSlots, what: &ResourceSlots) -> ResourceSlots {
+    let mut left = ResourceSlots::new();
+    for (slot, amount) in (from.clone() - what.clone()).iter() {
+        if amount > Decimal::ZERO {
+            left.set(slot, amount);
+        } else if amount < Decimal::ZERO {
+            tracing::warn!(slot, %amount, "releasing more slots than the agent had occupied");
+        }
+    }
+    left
+}
+
+/// Gives a kernel's occupied slots back to its agent (once: the kernel holds nothing afterwards).
+fn release(conn: &mut SqliteConnection, kernel: &mut KernelRecord) -> Tx<()> {
+    let held = std::mem::take(&mut kernel.occupied_slots);
+    if held.is_zero() {
+        return Ok(());
+    }
+    let Some(agent_id) = &kernel.agent_id else {
+        tracing::warn!(kernel = %kernel.id, "a kernel without an agent held slots");
+        return Ok(());
+    };
+    match load_agent(conn, agent_id)? {
+        Some(agent) => save_agent_occupied(conn, agent_id, &without(&agent.occupied_slots, &held)),
+        None => {
+            tracing::warn!(kernel = %kernel.id, agent = %agent_id, "the kernel's agent is unknown");
+            Ok(())
+        }
+    }
+}
+
+/// Moves a kernel to `status` at `now`: history, end time for final statuses, slots back for dead ones.
+fn enter(conn: &mut SqliteConnection, kernel: &mut KernelRecord, status: KernelStatus, now: DateTime<Utc>) -> Tx<()> {
+    kernel.status = status;
+    kernel.status_history.push(status, now);
+    if status.is_final() {
+        kernel.terminated_at = Some(now);
+    }
+    if status.is_dead() {
+        release(conn, kernel)?;
+    }
+    Ok(())
+}
+
+fn enter_session(session: &mut SessionRecord, status: SessionStatus, now: DateTime<Utc>) {
+    session.status = status;
+    session.status_history.push(status, now);
+    if status.is_final() {
+        session.terminated_at = Some(now);
+    }
+}
+
+fn allocate_in(conn: &mut SqliteConnection, id: SessionId, placements: &[Placement], now: DateTime<Utc>) -> Tx<()> {
+    let mut session = load_session(conn, id)?.ok_or_else(|| Error::SessionNotFound { name: id.to_string() })?;
+    if session.status != SessionStatus::Pending {
+        return Err(Error::Conflict {
+            msg: format!("session {id} is {}, not PENDING, and cannot be allocated", session.status),
+        }
+        .into());
+    }
+    let mut kernels = load_kernels(conn, id)?;
+
+    // The placements must name every kernel of the session exactly once.
+    let mut target: HashMap<KernelId, &AgentId> = HashMap::new();
+    for p in placements {
+        if !kernels.iter().any(|k| k.id == p.kernel_id) {
+            return Err(
+                Error::InvalidParams { msg: format!("kernel {} is not part of session {id}", p.kernel_id) }.into()
+            );
+        }
+        if target.insert(p.kernel_id, &p.agent_id).is_some() {
+            return Err(Error::InvalidParams { msg: format!("kernel {} is placed twice", p.kernel_id) }.into());
+        }
+    }
+    if let Some(k) = kernels.iter().find(|k| !target.contains_key(&k.id)) {
+        return Err(Error::InvalidParams { msg: format!("kernel {} of session {id} is not placed", k.id) }.into());
+    }
+    for k in &kernels {
+        k.status.transition(KernelStatus::Scheduled)?;
+    }
+
+    // What each agent receives, then whether it is there and has room.
+    let mut demand: BTreeMap<&AgentId, ResourceSlots> = BTreeMap::new();
+    for k in &kernels {
+        let slot = demand.entry(target[&k.id]).or_default();
+        *slot = std::mem::take(slot) + k.requested_slots.clone();
+    }
+    let mut hosts: HashMap<AgentId, AgentInfo> = HashMap::new();
+    for (agent_id, wanted) in &demand {
+        let agent = load_agent(conn, agent_id)?
+            .filter(|a| a.status == AgentStatus::Alive && a.schedulable)
+            .ok_or_else(|| Error::AgentNotFound { id: agent_id.to_string() })?;
+        let occupied = agent.occupied_slots.clone() + wanted.clone();
+        if !occupied.fits_in(&agent.available_slots) {
+            return Err(Error::QuotaExceeded {
+                msg: format!(
+                    "agent {agent_id} cannot take {wanted}: {} of {} occupied",
+                    agent.occupied_slots, agent.available_slots
+                ),
+            }
+            .into());
+        }
+        save_agent_occupied(conn, agent_id, &occupied)?;
+        hosts.insert(agent.id.clone(), agent);
+    }
+
+    for k in &mut kernels {
+        let agent = &hosts[target[&k.id]];
+        k.agent_id = Some(agent.id.clone());
+        k.agent_addr = Some(agent.addr.clone());
+        k.occupied_slots = k.requested_slots.clone();
+        enter(conn, k, KernelStatus::Scheduled, now)?;
+        save_kernel(conn, k)?;
+    }
+    enter_session(&mut session, SessionStatus::Scheduled, now);
+    save_session(conn, &session)
+}
+
+fn update_kernel_in(
+    conn: &mut SqliteConnection,
+    id: KernelId,
+    change: KernelChange,
+    now: DateTime<Utc>,
+) -> Tx<KernelTransition> {
+    let mut kernel = load_kernel(conn, id)?.ok_or_else(|| Error::KernelNotFound { id: id.to_string() })?;
+    if change.status != kernel.status {
+        kernel.status.transition(change.status)?;
+        enter(conn, &mut kernel, change.status, now)?;
+    }
+    if change.status_info.is_some() {
+        kernel.status_info = change.status_info;
+    }
+    if change.container_id.is_some() {
+        kernel.container_id = change.container_id;
+    }
+    if change.exit_code.is_some() {
+        kernel.exit_code = change.exit_code;
+    }
+    save_kernel(conn, &kernel)?;
+
+    let mut session = load_session(conn, kernel.session_id)?
+        .ok_or_else(|| Error::internal(format!("kernel {id} belongs to no session")))?;
+    let statuses: Vec<KernelStatus> = load_kernels(conn, session.id)?.iter().map(|k| k.status).collect();
+    let moved = match SessionStatus::derive(&statuses) {
+        Some(to) if to != session.status && session.status.can_transition_to(to) => {
+            let from = session.status;
+            enter_session(&mut session, to, now);
+            session.status_info = kernel.status_info.clone();
+            save_session(conn, &session)?;
+            Some((from, to))
+        }
+        _ => None,
+    };
+    Ok(KernelTransition { kernel, session: moved })
+}
+
+fn update_session_in(
+    conn: &mut SqliteConnection,
+    id: SessionId,
+    change: SessionChange,
+    now: DateTime<Utc>,
+) -> Tx<Option<(SessionStatus, SessionStatus)>> {
+    let mut session = load_session(conn, id)?.ok_or_else(|| Error::SessionNotFound { name: id.to_string() })?;
+    let from = session.status;
+    if change.status != from {
+        from.transition(change.status)?;
+    }
+    let kernel_status = KernelStatus::from(change.status);
+    for mut kernel in load_kernels(conn, id)? {
+        if kernel.status.is_dead() || kernel.status == kernel_status || !kernel.status.can_transition_to(kernel_status)
+        {
+            continue;
+        }
+        enter(conn, &mut kernel, kernel_status, now)?;
+        if change.status_info.is_some() {
+            kernel.status_info = change.status_info.clone();
+        }
+        save_kernel(conn, &kernel)?;
+    }
+    if change.status != from {
+        enter_session(&mut session, change.status, now);
+    }
+    if change.status_info.is_some() {
+        session.status_info = change.status_info;
+    }
+    if let Some(result) = change.result {
+        session.result = result;
+    }
+    save_session(conn, &session)?;
+    Ok((change.status != from).then_some((from, change.status)))
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn insert_keypair(&self, keypair: &KeyPair) -> Result<()> {
+        let row = KeyPairRow::from_model(keypair);
+        self.with_conn(move |conn| {
+            let access_key = row.access_key.clone();
+            diesel::insert_into(keypairs::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(taken(|| format!("keypair {access_key}")))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn keypair(&self, access_key: &AccessKey) -> Result<Option<KeyPair>> {
+        let key = access_key.0.clone();
+        self.with_conn(move |conn| {
+            let row = keypairs::table.find(key).select(KeyPairRow::as_select()).first(conn).optional()?;
+            row.map(KeyPairRow::into_model).transpose()
+        })
+        .await
+    }
+
+    async fn list_keypairs(&self) -> Result<Vec<KeyPair>> {
+        self.with_conn(|conn| {
+            keypairs::table
+                .order((keypairs::created_at.asc(), keypairs::rowid.asc()))
+                .select(KeyPairRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(KeyPairRow::into_model)
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_keypair_active(&self, access_key: &AccessKey, active: bool) -> Result<()> {
+        let key = access_key.0.clone();
+        self.with_conn(move |conn| {
+            let n = diesel::update(keypairs::table.find(&key)).set(keypairs::is_active.eq(active)).execute(conn)?;
+            if n == 0 {
+                return Err(Error::NotFound { what: format!("keypair {key}") }.into());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upsert_agent(&self, heartbeat: &AgentHeartbeat, now: DateTime<Utc>) -> Result<AgentInfo> {
+        let hb = heartbeat.clone();
+        self.write(move |conn| {
+            let available = to_json(&hb.available_slots)?;
+            let images = to_json(&hb.images)?;
+            let known = diesel::update(agents::table.find(hb.id.as_str()))
+                .set((
+                    agents::status.eq(AgentStatus::Alive.as_str()),
+                    agents::addr.eq(&hb.addr),
+                    agents::scaling_group.eq(&hb.scaling_group),
+                    agents::architecture.eq(&hb.architecture),
+                    agents::available_slots.eq(&available),
+                    agents::images.eq(&images),
+                    agents::runtime.eq(&hb.runtime),
+                    agents::version.eq(&hb.version),
+                ))
+                .execute(conn)?;
+            if known == 0 {
+                let row = AgentRow {
+                    id: hb.id.0.clone(),
+                    status: AgentStatus::Alive.as_str().to_owned(),
+                    addr: hb.addr.clone(),
+                    scaling_group: hb.scaling_group.clone(),
+                    architecture: hb.architecture.clone(),
+                    available_slots: available,
+                    occupied_slots: to_json(&ResourceSlots::new())?,
+                    images,
+                    schedulable: true,
+                    runtime: hb.runtime.clone(),
+                    version: hb.version.clone(),
+                    first_contact: ts(now),
+                    lost_at: None,
+                };
+                diesel::insert_into(agents::table).values(&row).execute(conn)?;
+            }
+            load_agent(conn, &hb.id)?.ok_or_else(|| Error::internal("an upserted agent vanished").into())
+        })
+        .await
+    }
+
+    async fn agent(&self, id: &AgentId) -> Result<Option<AgentInfo>> {
+        let id = id.clone();
+        self.with_conn(move |conn| load_agent(conn, &id)).await
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentInfo>> {
+        self.with_conn(|conn| {
+            agents::table
+                .order(agents::id.asc())
+                .select(AgentRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(AgentRow::into_model)
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_agent_status(&self, id: &AgentId, status: AgentStatus, now: DateTime<Utc>) -> Result<()> {
+        let id = id.clone();
+        self.with_conn(move |conn| {
+            let target = agents::table.find(id.as_str());
+            let n = if status == AgentStatus::Lost {
+                diesel::update(target)
+                    .set((agents::status.eq(status.as_str()), agents::lost_at.eq(ts(now))))
+                    .execute(conn)?
+            } else {
+                diesel::update(target).set(agents::status.eq(status.as_str())).execute(conn)?
+            };
+            if n == 0 {
+                return Err(Error::NotFound { what: format!("agent {id}") }.into());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_session(&self, session: &SessionRecord, kernels: &[KernelRecord]) -> Result<()> {
+        if let Some(k) = kernels.iter().find(|k| k.session_id != session.id) {
+            return Err(Error::InvalidParams {
+                msg: format!("kernel {} belongs to session {}, not {}", k.id, k.session_id, session.id),
+            });
+        }
+        let row = SessionRow::from_model(session)?;
+        let kernel_rows = kernels.iter().map(KernelRow::from_model).collect::<Tx<Vec<_>>>()?;
+        self.write(move |conn| {
+            let live: i64 = sessions::table
+                .filter(sessions::access_key.eq(&row.access_key))
+                .filter(sessions::name.eq(&row.name))
+                .filter(sessions::status.ne_all(final_session_statuses()))
+                .count()
+                .get_result(conn)?;
+            let already = || format!("session {:?} of {}", row.name, row.access_key);
+            if live > 0 {
+                return Err(Error::AlreadyExists { msg: already() }.into());
+            }
+            diesel::insert_into(sessions::table).values(&row).execute(conn).map_err(taken(already))?;
+            for k in &kernel_rows {
+                diesel::insert_into(kernels::table)
+                    .values(k)
+                    .execute(conn)
+                    .map_err(taken(|| format!("kernel {}", k.id)))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        self.with_conn(move |conn| load_session(conn, id)).await
+    }
+
+    async fn find_session(&self, owner: &AccessKey, name_or_id: &str) -> Result<Option<SessionRecord>> {
+        let owner = owner.0.clone();
+        let key = name_or_id.to_owned();
+        self.read(move |conn| {
+            if let Ok(id) = Uuid::parse_str(&key) {
+                let by_id = sessions::table
+                    .find(id.to_string())
+                    .filter(sessions::access_key.eq(&owner))
+                    .select(SessionRow::as_select())
+                    .first(conn)
+                    .optional()?;
+                if let Some(row) = by_id {
+                    return row.into_model().map(Some);
+                }
+            }
+            let named = || {
+                sessions::table
+                    .filter(sessions::access_key.eq(owner.clone()))
+                    .filter(sessions::name.eq(key.clone()))
+                    .order((sessions::created_at.desc(), sessions::rowid.desc()))
+                    .select(SessionRow::as_select())
+                    .into_boxed()
+            };
+            let row = match named().filter(sessions::status.ne_all(final_session_statuses())).first(conn).optional()? {
+                Some(live) => Some(live),
+                None => named().first(conn).optional()?,
+            };
+            row.map(SessionRow::into_model).transpose()
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>> {
+        let filter = filter.clone();
+        self.with_conn(move |conn| {
+            let mut query = sessions::table.select(SessionRow::as_select()).into_boxed();
+            if let Some(owner) = filter.access_key {
+                query = query.filter(sessions::access_key.eq(owner.0));
+            }
+            if let Some(statuses) = filter.statuses {
+                query = query.filter(sessions::status.eq_any(statuses.into_iter().map(SessionStatus::as_str)));
+            }
+            query = query.order((sessions::created_at.desc(), sessions::rowid.desc()));
+            if let Some(limit) = filter.limit {
+                query = query.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+            }
+            query.load(conn)?.into_iter().map(SessionRow::into_model).collect()
+        })
+        .await
+    }
+
+    async fn pending_sessions(&self) -> Result<Vec<(SessionRecord, Vec<KernelRecord>)>> {
+        self.read(|conn| {
+            let pending = SessionStatus::Pending.as_str();
+            let sessions = sessions::table
+                .filter(sessions::status.eq(pending))
+                .order((sessions::created_at.asc(), sessions::rowid.asc()))
+                .select(SessionRow::as_select())
+                .load(conn)?;
+            let kernel_rows = kernels::table
+                .inner_join(sessions::table)
+                .filter(sessions::status.eq(pending))
+                .select(KernelRow::as_select())
+                .load(conn)?;
+            let mut by_session: HashMap<SessionId, Vec<KernelRecord>> = HashMap::new();
+            for row in kernel_rows {
+                let k = row.into_model()?;
+                by_session.entry(k.session_id).or_default().push(k);
+            }
+            sessions
+                .into_iter()
+                .map(|row| {
+                    let session = row.into_model()?;
+                    let mut kernels = by_session.remove(&session.id).unwrap_or_default();
+                    sort_kernels(&mut kernels);
+                    Ok((session, kernels))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn kernels(&self, session: SessionId) -> Result<Vec<KernelRecord>> {
+        self.with_conn(move |conn| load_kernels(conn, session)).await
+    }
+
+    async fn kernel(&self, id: KernelId) -> Result<Option<KernelRecord>> {
+        self.with_conn(move |conn| load_kernel(conn, id)).await
+    }
+
+    async fn kernels_on_agent(&self, agent: &AgentId) -> Result<Vec<KernelRecord>> {
+        let agent = agent.0.clone();
+        self.with_conn(move |conn| {
+            kernels::table
+                .filter(kernels::agent_id.eq(agent))
+                .filter(kernels::status.eq_any(kernel_statuses(KernelStatus::holds_resources)))
+                .order((kernels::created_at.asc(), kernels::id.asc()))
+                .select(KernelRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(KernelRow::into_model)
+                .collect()
+        })
+        .await
+    }
+
+    async fn allocate(&self, session: SessionId, placements: &[Placement], now: DateTime<Utc>) -> Result<()> {
+        let placements = placements.to_vec();
+        let now = now.trunc_subsecs(6);
+        self.write(move |conn| allocate_in(conn, session, &placements, now)).await
+    }
+
+    async fn update_kernel(&self, id: KernelId, change: KernelChange, now: DateTime<Utc>) -> Result<KernelTransition> {
+        let now = now.trunc_subsecs(6);
+        self.write(move |conn| update_kernel_in(conn, id, change, now)).await
+    }
+
+    async fn update_session(
+        &self,
+        id: SessionId,
+        change: SessionChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(SessionStatus, SessionStatus)>> {
+        let now = now.trunc_subsecs(6);
+        self.write(move |conn| update_session_in(conn, id, change, now)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_sort_as_text_and_keep_microseconds() {
+        let early = DateTime::parse_from_rfc3339("2025-01-02T03:04:05.123456789Z").unwrap().with_timezone(&Utc);
+        let late = early + chrono::Duration::seconds(10);
+        assert_eq!(ts(early), "2025-01-02T03:04:05.123456Z");
+        assert!(ts(early) < ts(late));
+        assert_eq!(parse_ts(&ts(early)).unwrap(), early.trunc_subsecs(6));
+    }
+
+    #[test]
+    fn released_slots_never_go_negative_and_drop_zeros() {
+        let occupied = ResourceSlots::from_pairs([("cpu", "2"), ("mem", "1g")]).unwrap();
+        let held = ResourceSlots::from_pairs([("cpu", "3"), ("mem", "1g")]).unwrap();
+        assert_eq!(without(&occupied, &held), ResourceSlots::new());
+        let part = ResourceSlots::from_pairs([("cpu", "1")]).unwrap();
+        assert_eq!(without(&occupied, &part), ResourceSlots::from_pairs([("cpu", "1"), ("mem", "1g")]).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_leaves_the_connection_usable() {
+        let store = SqliteStore::in_memory().unwrap();
+        let outcome = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(|conn| -> Tx<()> {
+                        diesel::sql_query(
+                            "INSERT INTO agents VALUES ('x','ALIVE','','','','{}','{}','[]',1,'','','t',NULL)",
+                        )
+                        .execute(conn)?;
+                        panic!("boom")
+                    })
+                    .await
+            }
+        })
+        .await;
+        assert!(outcome.is_err(), "the panic reaches the caller");
+        assert!(store.list_agents().await.unwrap().is_empty(), "the half-done write was rolled back");
+        assert!(store.agent(&AgentId::from("x")).await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,150 @@
+//! `/session` routes: create, list, info, destroy, execute, interrupt, logs.
+
+use super::{authenticated, Caller};
+use crate::session::acting_for;
+use crate::Manager;
+use backend_agent::http::{error_reply, json_reply};
+use backend_core::api::{CreateSessionRequest, ExecuteRequest, SessionInfo, SessionList, SessionSummary};
+use backend_core::error::Result;
+use backend_core::store::SessionFilter;
+use serde::Deserialize;
+use std::sync::Arc;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+/// Query parameters every session route accepts.
+#[derive(Debug, Default, Deserialize)]
+pub struct OwnerQuery {
+    /// Admins: act for this keypair.
+    pub owner_access_key: Option<String>,
+    /// Destroy: skip the graceful stop.
+    #[serde(default, deserialize_with = "bool_text")]
+    pub forced: bool,
+}
+
+fn bool_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    Ok(matches!(s.as_deref(), Some("true" | "1" | "yes" | "True")))
+}
+
+fn respond<T: serde::Serialize>(caller: &Caller, result: Result<T>, status: StatusCode) -> Response {
+    caller.decorate(match result {
+        Ok(body) => json_reply(status, &body),
+        Err(e) => error_reply(&e),
+    })
+}
+
+/// The `/session` routes.
+pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let limit = m.config.max_body_bytes;
+    let auth = authenticated(m.clone());
+    let with_m = warp::any().map(move || m.clone());
+    let query = warp::query::<OwnerQuery>();
+
+    let create = warp::path!("session")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(with_m.clone())
+        .and(warp::body::content_length_limit(limit))
+        .and(warp::body::json())
+        .then(|caller: Caller, m: Arc<Manager>, req: CreateSessionRequest| async move {
+            match m.create_session(&caller.keypair, req).await {
+                Ok((true, body)) => respond(&caller, Ok(body), StatusCode::CREATED),
+                Ok((false, body)) => respond(&caller, Ok(body), StatusCode::OK),
+                Err(e) => respond::<()>(&caller, Err(e), StatusCode::OK),
+            }
+        });
+
+    let list = warp::path!("session")
+        .and(warp::get())
+        .and(auth.clone())
+        .and(with_m.clone())
+        .and(query)
+        .then(|caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+            let result = async {
+                let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                let filter = SessionFilter { access_key: Some(owner), statuses: None, limit: Some(1000) };
+                let sessions = m.store.list_sessions(&filter).await?;
+                Ok(SessionList { sessions: sessions.iter().map(SessionSummary::from).collect() })
+            }
+            .await;
+            respond(&caller, result, StatusCode::OK)
+        });
+
+    let info = warp::path!("session" / String)
+        .and(warp::get())
+        .and(auth.clone())
+        .and(with_m.clone())
+        .and(query)
+        .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+            let result = async {
+                let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                let s = m.find_session(&owner, &name).await?;
+                let kernels = m.store.kernels(s.id).await?;
+                Ok(SessionInfo::from_records(&s, &kernels, chrono::Utc::now()))
+            }
+            .await;
+            respond(&caller, result, StatusCode::OK)
+        });
+
+    let destroy = warp::path!("session" / String)
+        .and(warp::delete())
+        .and(auth.clone())
+        .and(with_m.clone())
+        .and(query)
+        .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+            let result = async {
+                let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                m.destroy_session(&owner, &name, q.forced).await
+            }
+            .await;
+            respond(&caller, result, StatusCode::OK)
+        });
+
+    let execute = warp::path!("session" / String)
+        .and(warp::post())
+        .and(auth.clone())
+        .and(with_m.clone())
+        .and(query)
+        .and(warp::body::content_length_limit(limit))
+        .and(warp::body::json())
+        .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery, req: ExecuteRequest| async move {
+            let result = async {
+                let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                m.execute(&owner, &name, req).await.map(|result| serde_json::json!({ "result": result }))
+            }
+            .await;
+            respond(&caller, result, StatusCode::OK)
+        });
+
+    let interrupt = warp::path!("session" / String / "interrupt")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(with_m.clone())
+        .and(query)
+        .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+            let result = async {
+                let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                m.interrupt(&owner, &name).await.map(|()| serde_json::json!({}))
+            }
+            .await;
+            respond(&caller, result, StatusCode::OK)
+        });
+
+    let logs = warp::path!("session" / String / "logs")
+        .and(warp::get())
+        .and(auth)
+        .and(with_m)
+        .and(query)
+        .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+            let result = async {
+                let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                m.logs(&owner, &name).await.map(|logs| serde_json::json!({ "result": { "logs": logs } }))
+            }
+            .await;
+            respond(&caller, result, StatusCode::OK)
+        });
+
+    create.or(list).unify().or(info).unify().or(destroy).unify().or(execute).unify().or(interrupt).unify().or(logs).unify()
+}

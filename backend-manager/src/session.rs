@@ -1,0 +1,465 @@
+//! The session service: create (validate, record, wait), start (place kernels on agents), execute, interrupt and
+//! destroy, and the lifecycle events each status change publishes.
+
+use crate::Manager;
+use backend_core::api::{
+    session_type_of, CreateSessionRequest, CreateSessionResponse, DestroyResponse, ExecuteRequest, ExecutionResult,
+    RunStatus,
+};
+use backend_core::error::{Error, Result};
+use backend_core::events::Event;
+use backend_core::ids::{AccessKey, KernelId, SessionId};
+use backend_core::model::{KernelRecord, KeyPair, SessionRecord, SessionResult, SessionType};
+use backend_core::runtime::{resolve_image, KernelSpec};
+use backend_core::scheduler::{could_ever_fit, AgentSnapshot, PendingSession};
+use backend_core::status::{KernelStatus, SessionStatus, StatusHistory};
+use backend_core::store::{KernelChange, SessionChange};
+use chrono::Utc;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The keypair a request acts for: the caller, or for admins the keypair named by `owner_access_key`.
+pub async fn acting_for(m: &Manager, caller: &KeyPair, owner: Option<&str>) -> Result<AccessKey> {
+    match owner.filter(|o| !o.is_empty()) {
+        None => Ok(caller.access_key.clone()),
+        Some(o) if o == caller.access_key.as_str() => Ok(caller.access_key.clone()),
+        Some(o) => {
+            if !caller.role.is_admin() {
+                return Err(Error::Forbidden { msg: "only admins may act for another keypair".into() });
+            }
+            let ak = AccessKey::from(o);
+            m.store.keypair(&ak).await?.ok_or_else(|| Error::NotFound { what: format!("keypair {o}") })?;
+            Ok(ak)
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (4..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.starts_with(['-', '.'])
+}
+
+/// The Backend.AI event name of a kernel status, if it has one.
+fn kernel_event(s: KernelStatus) -> Option<&'static str> {
+    Some(match s {
+        KernelStatus::Preparing => "kernel_preparing",
+        KernelStatus::Pulling => "kernel_pulling",
+        KernelStatus::Creating => "kernel_creating",
+        KernelStatus::Running => "kernel_started",
+        KernelStatus::Terminating => "kernel_terminating",
+        KernelStatus::Terminated | KernelStatus::Error | KernelStatus::Cancelled => "kernel_terminated",
+        _ => return None,
+    })
+}
+
+/// The Backend.AI event name of a session status.
+fn session_event(s: SessionStatus) -> &'static str {
+    match s {
+        SessionStatus::Pending => "session_enqueued",
+        SessionStatus::Scheduled => "session_scheduled",
+        SessionStatus::Preparing | SessionStatus::Pulling | SessionStatus::Creating => "session_preparing",
+        SessionStatus::Running | SessionStatus::RunningDegraded | SessionStatus::Restarting => "session_started",
+        SessionStatus::Terminating => "session_terminating",
+        SessionStatus::Terminated => "session_terminated",
+        SessionStatus::Cancelled => "session_cancelled",
+        SessionStatus::Error => "session_failure",
+    }
+}
+
+impl Manager {
+    pub(crate) async fn publish_lifecycle(&self, id: SessionId, status: SessionStatus, reason: Option<String>) {
+        let event = Event::SessionLifecycle {
+            event: session_event(status).into(),
+            session_id: id,
+            kernel_id: None,
+            status: status.to_string(),
+            reason,
+            exit_code: None,
+        };
+        if let Err(e) = self.bus.publish(event).await {
+            tracing::warn!(session = %id, error = %e, "could not publish a session event");
+        }
+        if status.is_dead() {
+            // Freed resources may let pending sessions in.
+            self.wake_scheduler.notify_one();
+        }
+    }
+
+    /// Changes a kernel through the store and publishes the kernel's and, when it changed, the session's event.
+    pub async fn change_kernel(&self, kernel: KernelId, change: KernelChange) -> Result<KernelRecord> {
+        let status = change.status;
+        let reason = change.status_info.clone();
+        let exit_code = change.exit_code;
+        let t = self.store.update_kernel(kernel, change, Utc::now()).await?;
+        if let Some(name) = kernel_event(status) {
+            let event = Event::SessionLifecycle {
+                event: name.into(),
+                session_id: t.kernel.session_id,
+                kernel_id: Some(kernel),
+                status: status.to_string(),
+                reason: reason.clone(),
+                exit_code,
+            };
+            let _ = self.bus.publish(event).await;
+        }
+        if let Some((_, to)) = t.session {
+            self.publish_lifecycle(t.kernel.session_id, to, reason).await;
+        }
+        Ok(t.kernel)
+    }
+
+    /// Validates and records a new session, then waits as the request asks. Answers whether a session was created
+    /// (false when an existing one was reused) and the response body.
+    pub async fn create_session(&self, caller: &KeyPair, req: CreateSessionRequest) -> Result<(bool, CreateSessionResponse)> {
+        let owner = acting_for(self, caller, req.owner_access_key.as_deref()).await?;
+        let image_ref = req.image.clone().filter(|i| !i.trim().is_empty()).ok_or_else(|| Error::InvalidParams {
+            msg: "`image` is required".into(),
+        })?;
+        let name = match &req.name {
+            Some(n) if valid_name(n) => n.clone(),
+            Some(n) => {
+                return Err(Error::InvalidParams {
+                    msg: format!("invalid session name {n:?}: 4 to 64 letters, digits, '-', '_' or '.'"),
+                })
+            }
+            None => format!("sess-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        };
+        let session_type = session_type_of(&req)?;
+        let cluster_size = req.cluster_size.or(req.config.cluster_size).unwrap_or(1);
+        if cluster_size == 0 || cluster_size > self.config.max_cluster_size {
+            return Err(Error::InvalidParams {
+                msg: format!("clusterSize must be between 1 and {}", self.config.max_cluster_size),
+            });
+        }
+        match req.cluster_mode.as_deref() {
+            None | Some("single-node") | Some("multi-node") => {}
+            Some(other) => return Err(Error::InvalidParams { msg: format!("unknown clusterMode {other:?}") }),
+        }
+        if session_type == SessionType::Batch && req.startup_command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+            return Err(Error::InvalidParams { msg: "batch sessions need a startupCommand".into() });
+        }
+        let mut slots = self.config.default_resources.clone();
+        for (k, v) in req.config.resources.iter() {
+            slots.set(k, v);
+        }
+        if slots.get("cpu").is_zero() {
+            return Err(Error::InvalidParams { msg: "cpu must be more than 0".into() });
+        }
+
+        if let Some(existing) = self.store.find_session(&owner, &name).await? {
+            if !existing.status.is_dead() {
+                if req.reuse_if_exists.unwrap_or(true) {
+                    return Ok((false, response(&existing, false)));
+                }
+                return Err(Error::AlreadyExists { msg: format!("session {name:?} exists") });
+            }
+        }
+
+        let scaling_group = req.config.scaling_group.clone().unwrap_or_else(|| "default".into());
+        let agents = AgentSnapshot::schedulable(&self.store.list_agents().await?);
+        let image = agents
+            .iter()
+            .filter(|a| a.scaling_group == scaling_group)
+            .find_map(|a| resolve_image(&a.images, &image_ref))
+            .ok_or_else(|| Error::ImageNotFound { image: image_ref.clone() })?
+            .clone();
+        for (k, v) in image.min_slots.iter() {
+            if slots.get(k) < v {
+                return Err(Error::InvalidParams { msg: format!("image {} needs at least {k}={v}", image.name) });
+            }
+        }
+
+        let now = Utc::now();
+        let session_id = SessionId::new();
+        let kernels: Vec<KernelRecord> = (0..cluster_size)
+            .map(|i| {
+                let (role, idx) = if i == 0 { ("main", 1) } else { ("sub", i) };
+                KernelRecord {
+                    id: KernelId::new(),
+                    session_id,
+                    access_key: owner.clone(),
+                    cluster_role: role.into(),
+                    cluster_idx: idx,
+                    cluster_hostname: format!("{role}{idx}"),
+                    image: image.name.clone(),
+                    agent_id: None,
+                    agent_addr: None,
+                    container_id: None,
+                    status: KernelStatus::Pending,
+                    status_info: None,
+                    status_history: StatusHistory::starting(KernelStatus::Pending, now),
+                    requested_slots: slots.clone(),
+                    occupied_slots: Default::default(),
+                    exit_code: None,
+                    created_at: now,
+                    terminated_at: None,
+                }
+            })
+            .collect();
+        let session = SessionRecord {
+            id: session_id,
+            name: name.clone(),
+            access_key: owner.clone(),
+            domain: req.domain.clone().unwrap_or_else(|| "default".into()),
+            group: req.group.clone().unwrap_or_else(|| "default".into()),
+            session_type,
+            image: image.name.clone(),
+            cluster_size,
+            status: SessionStatus::Pending,
+            status_info: None,
+            status_history: StatusHistory::starting(SessionStatus::Pending, now),
+            requested_slots: slots.scaled(cluster_size),
+            environ: req.config.environ.clone(),
+            tag: req.tag.clone(),
+            scaling_group,
+            priority: req.priority.unwrap_or(0),
+            startup_command: req.startup_command.clone(),
+            result: SessionResult::Undefined,
+            created_at: now,
+            terminated_at: None,
+        };
+        let pending = PendingSession::from_records(&session, &kernels);
+        if !could_ever_fit(&pending, &agents) {
+            return Err(Error::InvalidParams {
+                msg: format!("no agent could ever provide {slots} per kernel for image {}", image.name),
+            });
+        }
+
+        // Subscribe before the session exists so its start cannot be missed.
+        let mut events = self.bus.subscribe().await?;
+        self.store.insert_session(&session, &kernels).await?;
+        self.publish_lifecycle(session_id, SessionStatus::Pending, None).await;
+        self.wake_scheduler.notify_one();
+        if req.enqueue_only.unwrap_or(false) {
+            return Ok((true, response(&session, true)));
+        }
+        let settled = |s: SessionStatus| s == SessionStatus::Running || s.is_dead();
+        let wait = async {
+            while let Some(ev) = events.next().await {
+                if let Event::SessionLifecycle { session_id: id, kernel_id: None, status, .. } = &ev {
+                    if *id == session_id && status.parse().is_ok_and(settled) {
+                        return;
+                    }
+                }
+            }
+        };
+        match req.max_wait_seconds.filter(|s| *s > 0) {
+            Some(secs) => {
+                let _ = tokio::time::timeout(Duration::from_secs(secs), wait).await;
+            }
+            None => wait.await,
+        }
+        let now = self.store.session(session_id).await?.ok_or_else(|| Error::SessionNotFound { name })?;
+        Ok((true, response(&now, true)))
+    }
+
+    /// Places the kernels of a freshly SCHEDULED session on their agents and brings them to RUNNING. A kernel that
+    /// cannot be created ends in ERROR and the session's other kernels are destroyed, so nothing is left running.
+    pub async fn start_session(self: &Arc<Self>, session_id: SessionId) {
+        let Ok(Some(session)) = self.store.session(session_id).await else { return };
+        let Ok(kernels) = self.store.kernels(session_id).await else { return };
+        let starts = kernels.iter().map(|k| self.start_kernel(&session, k));
+        let results = futures::future::join_all(starts).await;
+        if results.iter().any(|ok| !ok) {
+            let _ = self.destroy_kernels(session_id, true, "kernel-creation-failed").await;
+            return;
+        }
+        if session.session_type == SessionType::Batch {
+            let m = self.clone();
+            tokio::spawn(async move { m.run_batch(session).await });
+        }
+    }
+
+    async fn start_kernel(&self, session: &SessionRecord, k: &KernelRecord) -> bool {
+        let (Some(addr), Some(_)) = (k.agent_addr.clone(), k.agent_id.clone()) else { return false };
+        for step in [KernelStatus::Preparing, KernelStatus::Creating] {
+            if let Err(e) = self.change_kernel(k.id, KernelChange::status(step, None)).await {
+                tracing::info!(kernel = %k.id, error = %e, "kernel start abandoned");
+                return false;
+            }
+        }
+        let spec = KernelSpec {
+            kernel_id: k.id,
+            session_id: session.id,
+            owner: session.access_key.clone(),
+            image: k.image.clone(),
+            slots: k.requested_slots.clone(),
+            environ: session.environ.clone(),
+            cluster_role: k.cluster_role.clone(),
+            cluster_idx: k.cluster_idx,
+            cluster_hostname: k.cluster_hostname.clone(),
+            cluster_size: session.cluster_size,
+        };
+        match self.agents.create_kernel(&addr, &spec).await {
+            Ok(handle) => {
+                let change = KernelChange {
+                    status: KernelStatus::Running,
+                    status_info: None,
+                    container_id: Some(handle.container_id),
+                    exit_code: None,
+                };
+                match self.change_kernel(k.id, change).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        // Destroyed while it was being created: take the new kernel down again.
+                        tracing::info!(kernel = %k.id, error = %e, "kernel started after its session ended");
+                        let _ = self.agents.destroy_kernel(&addr, k.id, true).await;
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(kernel = %k.id, error = %e, "kernel creation failed");
+                let info = format!("kernel-creation-failed: {e}");
+                let _ = self.change_kernel(k.id, KernelChange::status(KernelStatus::Error, info)).await;
+                false
+            }
+        }
+    }
+
+    /// Runs a batch session's startup command to its end, records success or failure, and terminates it.
+    async fn run_batch(self: Arc<Self>, session: SessionRecord) {
+        let Ok(kernels) = self.store.kernels(session.id).await else { return };
+        let Some(main) = kernels.into_iter().find(KernelRecord::is_main) else { return };
+        let Some(addr) = main.agent_addr.clone() else { return };
+        let command = session.startup_command.clone().unwrap_or_default();
+        let mut req = ExecuteRequest {
+            mode: backend_core::api::ExecuteMode::Batch,
+            code: String::new(),
+            run_id: None,
+            options: serde_json::json!({ "exec": command }),
+        };
+        let exit_code = loop {
+            match self.agents.execute(&addr, main.id, &req).await {
+                Ok(r) if r.status == RunStatus::Finished => break r.exit_code.unwrap_or(-1),
+                Ok(r) => {
+                    req = ExecuteRequest {
+                        mode: backend_core::api::ExecuteMode::Continue,
+                        code: String::new(),
+                        run_id: Some(r.run_id),
+                        options: serde_json::Value::Null,
+                    };
+                }
+                Err(_) => break -1,
+            }
+        };
+        let result = if exit_code == 0 { SessionResult::Success } else { SessionResult::Failure };
+        let change = SessionChange {
+            status: SessionStatus::Running,
+            status_info: None,
+            result: Some(result),
+        };
+        let _ = self.store.update_session(session.id, change, Utc::now()).await;
+        let event = if exit_code == 0 { "session_success" } else { "session_failure" };
+        let _ = self
+            .bus
+            .publish(Event::SessionLifecycle {
+                event: event.into(),
+                session_id: session.id,
+                kernel_id: None,
+                status: "RUNNING".into(),
+                reason: Some(format!("exit code {exit_code}")),
+                exit_code: Some(exit_code),
+            })
+            .await;
+        let _ = self.destroy_kernels(session.id, false, "batch-finished").await;
+    }
+
+    /// The caller's session by name or id.
+    pub async fn find_session(&self, owner: &AccessKey, name: &str) -> Result<SessionRecord> {
+        self.store.find_session(owner, name).await?.ok_or_else(|| Error::SessionNotFound { name: name.to_owned() })
+    }
+
+    /// Destroys a session: a pending one is cancelled; a live one has its kernels stopped and becomes TERMINATED.
+    pub async fn destroy_session(&self, owner: &AccessKey, name: &str, forced: bool) -> Result<DestroyResponse> {
+        let session = self.find_session(owner, name).await?;
+        if session.status.is_final() {
+            return Err(Error::SessionNotFound { name: name.to_owned() });
+        }
+        if session.status == SessionStatus::Pending {
+            let change = SessionChange {
+                status: SessionStatus::Cancelled,
+                status_info: Some("user-requested".into()),
+                result: None,
+            };
+            if let Some((_, to)) = self.store.update_session(session.id, change, Utc::now()).await? {
+                self.publish_lifecycle(session.id, to, Some("user-requested".into())).await;
+            }
+            return Ok(DestroyResponse { stats: Default::default() });
+        }
+        let reason = if forced { "force-terminated" } else { "user-requested" };
+        self.destroy_kernels(session.id, forced, reason).await
+    }
+
+    /// Stops every kernel of a session that is not dead yet and records each end.
+    pub async fn destroy_kernels(&self, session_id: SessionId, forced: bool, reason: &str) -> Result<DestroyResponse> {
+        let kernels = self.store.kernels(session_id).await?;
+        let stops = kernels.into_iter().filter(|k| !k.status.is_dead()).map(|k| async move {
+            let mut exit_code = None;
+            if k.status.can_transition_to(KernelStatus::Terminating) {
+                let _ = self.change_kernel(k.id, KernelChange::status(KernelStatus::Terminating, reason.to_owned())).await;
+                if let Some(addr) = &k.agent_addr {
+                    match self.agents.destroy_kernel(addr, k.id, forced).await {
+                        Ok(exit) => exit_code = exit.exit_code,
+                        Err(e) => tracing::warn!(kernel = %k.id, error = %e, "agent could not destroy the kernel"),
+                    }
+                }
+            }
+            let end = if k.status == KernelStatus::Creating { KernelStatus::Error } else { KernelStatus::Terminated };
+            let change = KernelChange { status: end, status_info: Some(reason.to_owned()), container_id: None, exit_code };
+            let _ = self.change_kernel(k.id, change).await;
+            (k.id.to_string(), serde_json::json!({ "exitCode": exit_code }))
+        });
+        let stats = futures::future::join_all(stops).await.into_iter().collect();
+        Ok(DestroyResponse { stats })
+    }
+
+    async fn main_kernel_of_running(&self, owner: &AccessKey, name: &str) -> Result<KernelRecord> {
+        let session = self.find_session(owner, name).await?;
+        if !matches!(session.status, SessionStatus::Running | SessionStatus::RunningDegraded) {
+            return Err(Error::Conflict { msg: format!("session {name:?} is {}, not RUNNING", session.status) });
+        }
+        let kernels = self.store.kernels(session.id).await?;
+        kernels
+            .into_iter()
+            .find(|k| k.is_main() && k.status == KernelStatus::Running)
+            .ok_or_else(|| Error::Conflict { msg: format!("the main kernel of {name:?} is not running") })
+    }
+
+    /// One execute call on the session's main kernel.
+    pub async fn execute(&self, owner: &AccessKey, name: &str, req: ExecuteRequest) -> Result<ExecutionResult> {
+        let main = self.main_kernel_of_running(owner, name).await?;
+        let addr = main.agent_addr.as_deref().ok_or_else(|| Error::internal("running kernel without agent"))?;
+        self.agents.execute(addr, main.id, &req).await
+    }
+
+    /// Interrupts the code running in the session.
+    pub async fn interrupt(&self, owner: &AccessKey, name: &str) -> Result<()> {
+        let main = self.main_kernel_of_running(owner, name).await?;
+        let addr = main.agent_addr.as_deref().ok_or_else(|| Error::internal("running kernel without agent"))?;
+        self.agents.interrupt(addr, main.id).await
+    }
+
+    /// The main kernel's logs.
+    pub async fn logs(&self, owner: &AccessKey, name: &str) -> Result<String> {
+        let session = self.find_session(owner, name).await?;
+        let kernels = self.store.kernels(session.id).await?;
+        let main = kernels.into_iter().find(KernelRecord::is_main).ok_or_else(|| Error::internal("no main kernel"))?;
+        match (&main.agent_addr, main.status.is_dead()) {
+            (Some(addr), false) => self.agents.logs(addr, main.id).await,
+            _ => Err(Error::Conflict { msg: format!("session {name:?} has no live kernel to read logs from") }),
+        }
+    }
+}
+
+fn response(s: &SessionRecord, created: bool) -> CreateSessionResponse {
+    CreateSessionResponse {
+        session_id: s.id.to_string(),
+        session_name: s.name.clone(),
+        status: s.status.to_string(),
+        service_ports: vec![],
+        created,
+    }
+}

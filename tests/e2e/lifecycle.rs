@@ -1,0 +1,141 @@
+//! A session's life: create, two executions sharing state, input, interrupt of an endless loop, destroy.
+
+use crate::common::{start, Api};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_runs_code_keeps_state_reads_input_survives_interrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let api = Api::new(&stack.endpoint, &stack.admin);
+
+    let root = api.send(Method::GET, "/", None).await;
+    assert_eq!(root.body["version"], "v7.20230615");
+
+    let created = api.create(json!({"image": "python:3.11", "name": "e2e-life", "config": {"resources": {"cpu": 1, "mem": "256m"}}})).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["status"], "RUNNING");
+    assert_eq!(created.headers["x-ratelimit-window"], "900");
+    let session_id = created.body["sessionId"].as_str().unwrap().to_owned();
+
+    // Reuse by name answers 200 with the same session.
+    let again = api.create(json!({"image": "python:3.11", "name": "e2e-life"})).await;
+    assert_eq!((again.status, again.body["sessionId"].as_str().unwrap()), (200, session_id.as_str()));
+    assert_eq!(again.body["created"], false);
+
+    let (out, _, code) = api.run("e2e-life", "x = 41").await;
+    assert_eq!((out.as_str(), code), ("", 0));
+    let (out, _, code) = api.run("e2e-life", "print(x + 1)").await;
+    assert_eq!((out.as_str(), code), ("42\n", 0));
+
+    // stderr and exit codes.
+    let (_, err, code) = api.run("e2e-life", "raise ValueError('boom')").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("ValueError: boom"), "{err}");
+
+    // Input.
+    let a = api.execute("e2e-life", json!({"mode": "query", "code": "name = input('who? ')\nprint('hi', name)"})).await;
+    let r = &a.body["result"];
+    assert_eq!(r["status"], "waiting-input", "{}", a.body);
+    let run_id = r["runId"].as_str().unwrap().to_owned();
+    let a = api.execute("e2e-life", json!({"mode": "input", "code": "bob", "runId": run_id})).await;
+    let r = &a.body["result"];
+    assert_eq!(r["status"], "finished", "{}", a.body);
+    let out: String = r["console"].as_array().unwrap().iter().filter(|i| i[0] == "stdout").map(|i| i[1].as_str().unwrap()).collect();
+    assert!(out.contains("hi bob"), "{out}");
+
+    // An endless loop answers `continued`, is interrupted, and the kernel lives on.
+    let a = api.execute("e2e-life", json!({"mode": "query", "code": "while True: pass"})).await;
+    assert_eq!(a.body["result"]["status"], "continued", "{}", a.body);
+    let run_id = a.body["result"]["runId"].as_str().unwrap().to_owned();
+    let busy = api.execute("e2e-life", json!({"mode": "query", "code": "print(1)"})).await;
+    assert_eq!(busy.status, 409, "a second run while one is active is refused: {}", busy.body);
+    let i = api.send(Method::POST, "/session/e2e-life/interrupt", None).await;
+    assert_eq!(i.status, 200, "{}", i.body);
+    let mut done = api.execute("e2e-life", json!({"mode": "continue", "runId": run_id})).await;
+    while done.body["result"]["status"] == "continued" {
+        done = api.execute("e2e-life", json!({"mode": "continue", "runId": run_id})).await;
+    }
+    assert_eq!(done.body["result"]["status"], "finished");
+    assert_ne!(done.body["result"]["exitCode"], 0);
+    let (out, _, _) = api.run("e2e-life", "print(x)").await;
+    assert_eq!(out, "41\n", "state survives the interrupt");
+
+    // Info, list, destroy.
+    let info = api.send(Method::GET, "/session/e2e-life", None).await;
+    assert_eq!(info.body["status"], "RUNNING");
+    let history: Vec<&str> = info.body["statusHistory"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    assert_eq!(history, ["PENDING", "SCHEDULED", "PREPARING", "CREATING", "RUNNING"]);
+    let list = api.send(Method::GET, "/session", None).await;
+    assert!(list.body["sessions"].as_array().unwrap().iter().any(|s| s["sessionName"] == "e2e-life"));
+    let occupied = &stack.manager.store.agent(&stack.agent.config.id).await.unwrap().unwrap().occupied_slots;
+    assert_eq!(occupied.get("cpu"), 1.into());
+
+    let d = api.send(Method::DELETE, "/session/e2e-life", None).await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    let info = api.send(Method::GET, "/session/e2e-life", None).await;
+    assert_eq!(info.body["status"], "TERMINATED");
+    assert_eq!(info.body["statusInfo"], "user-requested");
+    let agent = stack.manager.store.agent(&stack.agent.config.id).await.unwrap().unwrap();
+    assert!(agent.occupied_slots.is_zero(), "slots released: {}", agent.occupied_slots);
+    assert!(stack.agent.kernels.handles().is_empty(), "no kernel left on the agent");
+    let gone = api.execute("e2e-life", json!({"mode": "query", "code": "print(1)"})).await;
+    assert_eq!(gone.status, 409, "{}", gone.body);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_sessions_and_batch_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let api = Api::new(&stack.endpoint, &stack.admin);
+    let created = api.create(json!({"image": "shell", "name": "e2e-shell"})).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let (out, _, code) = api.run("e2e-shell", "echo $((6*7)); echo $BACKENDAI_CLUSTER_HOST; exit 3").await;
+    assert_eq!((out.as_str(), code), ("42\nmain1\n", 3));
+
+    let a = api
+        .execute("e2e-shell", json!({"mode": "batch", "options": {"clean": "echo c", "build": "echo b", "exec": "echo e"}}))
+        .await;
+    assert_eq!(a.body["result"]["status"], "clean-finished", "{}", a.body);
+    let run_id = a.body["result"]["runId"].as_str().unwrap().to_owned();
+    let a = api.execute("e2e-shell", json!({"mode": "continue", "runId": run_id})).await;
+    assert_eq!(a.body["result"]["status"], "build-finished", "{}", a.body);
+    let a = api.execute("e2e-shell", json!({"mode": "continue", "runId": run_id})).await;
+    assert_eq!(a.body["result"]["status"], "finished", "{}", a.body);
+    assert_eq!(a.body["result"]["console"][0], json!(["stdout", "e\n"]));
+    api.send(Method::DELETE, "/session/e2e-shell", None).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_only_and_cancel_of_a_pending_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let api = Api::new(&stack.endpoint, &stack.admin);
+    // Two sessions of 5 CPUs on an 8-CPU agent: the second waits.
+    let a = api.create(json!({"image": "python", "name": "big-one", "config": {"resources": {"cpu": 5}}})).await;
+    assert_eq!(a.body["status"], "RUNNING", "{}", a.body);
+    let b = api.create(json!({"image": "python", "name": "big-two", "enqueueOnly": true, "config": {"resources": {"cpu": 5}}})).await;
+    assert_eq!((b.status, b.body["status"].as_str()), (201, Some("PENDING")));
+    let c = api.create(json!({"image": "python", "name": "big-three", "maxWaitSeconds": 1, "config": {"resources": {"cpu": 5}}})).await;
+    assert_eq!(c.body["status"], "PENDING", "max wait passes while it cannot be placed");
+    let d = api.send(Method::DELETE, "/session/big-three", None).await;
+    assert_eq!(d.status, 200);
+    let info = api.send(Method::GET, "/session/big-three", None).await;
+    assert_eq!(info.body["status"], "CANCELLED");
+    // Freeing the first lets the second run.
+    api.send(Method::DELETE, "/session/big-one", None).await;
+    let mut status = String::new();
+    for _ in 0..2000 {
+        status = api.send(Method::GET, "/session/big-two", None).await.body["status"].as_str().unwrap().to_owned();
+        if status == "RUNNING" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, "RUNNING");
+    api.send(Method::DELETE, "/session/big-two", None).await;
+    stack.shutdown().await;
+}
