@@ -25,6 +25,10 @@ struct Runner {
 
 impl Runner {
     fn start(lang: &str) -> Self {
+        Self::start_with(lang, &[])
+    }
+
+    fn start_with(lang: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("runner.sock");
         let work = dir.path().join("work");
@@ -36,6 +40,7 @@ impl Runner {
             .arg(lang)
             .arg("--workdir")
             .arg(&work)
+            .args(extra)
             .spawn()
             .expect("start backend-kernel-runner");
         Runner { child, dir, socket }
@@ -52,17 +57,12 @@ impl Runner {
             match UnixStream::connect(&self.socket).await {
                 Ok(stream) => break stream,
                 Err(e) => {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "the runner never listened: {e}"
-                    );
+                    assert!(tokio::time::Instant::now() < deadline, "the runner never listened: {e}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         };
-        let mut agent = Agent {
-            framed: Framed::new(stream, AgentCodec::default()),
-        };
+        let mut agent = Agent { framed: Framed::new(stream, AgentCodec::default()) };
         match agent.next().await {
             RunnerEvent::Ready { active_run, .. } => (agent, active_run),
             other => panic!("expected Ready first, got {other:?}"),
@@ -76,10 +76,7 @@ impl Runner {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the runner did not exit"
-            );
+            assert!(std::time::Instant::now() < deadline, "the runner did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -125,12 +122,7 @@ fn query(run_id: &str, code: &str) -> RunnerRequest {
     }
 }
 
-fn batch(
-    run_id: &str,
-    clean: Option<&str>,
-    build: Option<&str>,
-    exec: Option<&str>,
-) -> RunnerRequest {
+fn batch(run_id: &str, clean: Option<&str>, build: Option<&str>, exec: Option<&str>) -> RunnerRequest {
     RunnerRequest::Execute {
         run_id: run_id.into(),
         mode: RunMode::Batch,
@@ -170,18 +162,11 @@ impl Agent {
         loop {
             let ev = self.next().await;
             match &ev {
-                RunnerEvent::Output {
-                    run_id: id,
-                    stream,
-                    data,
-                } if id == run_id => match stream {
+                RunnerEvent::Output { run_id: id, stream, data } if id == run_id => match stream {
                     Stream::Stdout => run.stdout.push_str(data),
                     Stream::Stderr => run.stderr.push_str(data),
                 },
-                RunnerEvent::Finished {
-                    run_id: id,
-                    exit_code,
-                } if id == run_id => {
+                RunnerEvent::Finished { run_id: id, exit_code } if id == run_id => {
                     run.exit_code = *exit_code;
                     run.events.push(ev);
                     return run;
@@ -193,10 +178,7 @@ impl Agent {
     }
 
     /// Reads events until one satisfies `pred`, returning those read before it and the match.
-    async fn until(
-        &mut self,
-        pred: impl Fn(&RunnerEvent) -> bool,
-    ) -> (Vec<RunnerEvent>, RunnerEvent) {
+    async fn until(&mut self, pred: impl Fn(&RunnerEvent) -> bool) -> (Vec<RunnerEvent>, RunnerEvent) {
         let mut seen = Vec::new();
         loop {
             let ev = self.next().await;
@@ -223,10 +205,7 @@ async fn python_state_persists_between_runs_and_bare_expressions_are_echoed() {
     assert_eq!(active, None);
 
     let run = agent.execute("r1", "x = 41").await;
-    assert_eq!(
-        (run.exit_code, run.stdout.as_str(), run.stderr.as_str()),
-        (0, "", "")
-    );
+    assert_eq!((run.exit_code, run.stdout.as_str(), run.stderr.as_str()), (0, "", ""));
     let run = agent.execute("r2", "print(x + 1)").await;
     assert_eq!((run.exit_code, run.stdout.as_str()), (0, "42\n"));
     let run = agent.execute("r3", "x + 1").await;
@@ -243,12 +222,7 @@ async fn python_keeps_stdout_and_stderr_apart_and_reports_exceptions_and_exit_co
     let runner = Runner::start("python");
     let (mut agent, _) = runner.connect().await;
 
-    let run = agent
-        .execute(
-            "r1",
-            "import sys\nprint('a')\nprint('b', file=sys.stderr)\nprint('c')",
-        )
-        .await;
+    let run = agent.execute("r1", "import sys\nprint('a')\nprint('b', file=sys.stderr)\nprint('c')").await;
     assert_eq!(run.exit_code, 0);
     let outputs: Vec<(Stream, String)> = run
         .events
@@ -267,27 +241,12 @@ async fn python_keeps_stdout_and_stderr_apart_and_reports_exceptions_and_exit_co
         ]
     );
 
-    let run = agent
-        .execute("r2", "def f():\n    raise ValueError('boom')\nf()")
-        .await;
+    let run = agent.execute("r2", "def f():\n    raise ValueError('boom')\nf()").await;
     assert_eq!(run.exit_code, 1);
-    assert!(
-        run.stderr
-            .starts_with("Traceback (most recent call last):\n"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.starts_with("Traceback (most recent call last):\n"), "{}", run.stderr);
     assert!(run.stderr.contains("ValueError: boom"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("raise ValueError('boom')"),
-        "source lines are shown: {}",
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("<string>"),
-        "no runner frames: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("raise ValueError('boom')"), "source lines are shown: {}", run.stderr);
+    assert!(!run.stderr.contains("<string>"), "no runner frames: {}", run.stderr);
     assert_eq!(run.stdout, "");
 
     let run = agent.execute("r3", "def (:").await;
@@ -323,66 +282,28 @@ async fn python_input_waits_for_the_agent() {
     let runner = Runner::start("python");
     let (mut agent, _) = runner.connect().await;
 
-    agent
-        .send(query(
-            "r1",
-            "print('before')\nname = input('who? ')\nprint('hi', name)",
-        ))
-        .await;
-    let (before, waiting) = agent
-        .until(|ev| matches!(ev, RunnerEvent::WaitingInput { .. }))
-        .await;
-    assert_eq!(
-        waiting,
-        RunnerEvent::WaitingInput {
-            run_id: "r1".into(),
-            prompt: "who? ".into()
-        }
-    );
+    agent.send(query("r1", "print('before')\nname = input('who? ')\nprint('hi', name)")).await;
+    let (before, waiting) = agent.until(|ev| matches!(ev, RunnerEvent::WaitingInput { .. })).await;
+    assert_eq!(waiting, RunnerEvent::WaitingInput { run_id: "r1".into(), prompt: "who? ".into() });
     assert!(
         before.iter().any(|ev| is_stdout_containing(ev, "before")),
         "output printed before input() arrives before WaitingInput: {before:?}"
     );
-    agent
-        .send(RunnerRequest::Input {
-            run_id: "r1".into(),
-            text: "bob".into(),
-        })
-        .await;
+    agent.send(RunnerRequest::Input { run_id: "r1".into(), text: "bob".into() }).await;
     let run = agent.finish("r1").await;
     assert_eq!(run.exit_code, 0);
     assert_eq!(run.stdout, "hi bob\n");
 
     // sys.stdin reads ask too, and keep the newline.
-    agent
-        .send(query(
-            "r2",
-            "import sys\nline = sys.stdin.readline()\nprint(repr(line))",
-        ))
-        .await;
-    agent
-        .until(|ev| matches!(ev, RunnerEvent::WaitingInput { .. }))
-        .await;
-    agent
-        .send(RunnerRequest::Input {
-            run_id: "r2".into(),
-            text: "abc".into(),
-        })
-        .await;
+    agent.send(query("r2", "import sys\nline = sys.stdin.readline()\nprint(repr(line))")).await;
+    agent.until(|ev| matches!(ev, RunnerEvent::WaitingInput { .. })).await;
+    agent.send(RunnerRequest::Input { run_id: "r2".into(), text: "abc".into() }).await;
     assert_eq!(agent.finish("r2").await.stdout, "'abc\\n'\n");
 
     // Input for a run that does not wait is refused, and nothing else happens.
-    agent
-        .send(RunnerRequest::Input {
-            run_id: "r1".into(),
-            text: "late".into(),
-        })
-        .await;
+    agent.send(RunnerRequest::Input { run_id: "r1".into(), text: "late".into() }).await;
     let ev = agent.next().await;
-    assert!(
-        matches!(ev, RunnerEvent::Error { run_id: Some(ref id), .. } if id == "r1"),
-        "{ev:?}"
-    );
+    assert!(matches!(ev, RunnerEvent::Error { run_id: Some(ref id), .. } if id == "r1"), "{ev:?}");
     let run = agent.execute("r3", "print(name)").await;
     assert_eq!(run.stdout, "bob\n");
 }
@@ -393,9 +314,7 @@ async fn python_interrupt_raises_keyboard_interrupt_and_keeps_state() {
     let (mut agent, _) = runner.connect().await;
     assert_eq!(agent.execute("r1", "x = 7").await.exit_code, 0);
 
-    agent
-        .send(query("r2", "print('looping')\nwhile True:\n    pass"))
-        .await;
+    agent.send(query("r2", "print('looping')\nwhile True:\n    pass")).await;
     agent.until(|ev| is_stdout_containing(ev, "looping")).await;
     agent.send(RunnerRequest::Interrupt).await;
     let run = agent.finish("r2").await;
@@ -411,9 +330,7 @@ async fn python_interrupt_raises_keyboard_interrupt_and_keeps_state() {
 
     // Interrupting a wait for input ends the run.
     agent.send(query("r4", "input('? ')")).await;
-    agent
-        .until(|ev| matches!(ev, RunnerEvent::WaitingInput { .. }))
-        .await;
+    agent.until(|ev| matches!(ev, RunnerEvent::WaitingInput { .. })).await;
     agent.send(RunnerRequest::Interrupt).await;
     let run = agent.finish("r4").await;
     assert_ne!(run.exit_code, 0);
@@ -427,7 +344,8 @@ async fn python_interrupt_raises_keyboard_interrupt_and_keeps_state() {
 async fn python_output_is_streamed_before_the_run_ends() {
     let runner = Runner::start("python");
     let (mut agent, _) = runner.connect().await;
-    let code = "import os, time\nprint('first')\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('second')";
+    let code =
+        "import os, time\nprint('first')\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('second')";
     agent.send(query("r1", code)).await;
     // The run cannot end before the file exists, so seeing "first" now proves it was streamed.
     let (before, _) = agent.until(|ev| is_stdout_containing(ev, "first")).await;
@@ -456,11 +374,7 @@ async fn python_large_output_arrives_complete_in_coalesced_bounded_frames() {
         .collect();
     let largest = frames.iter().copied().max().unwrap_or(0);
     assert!(largest <= 64 * 1024 + 256, "a frame of {largest} bytes");
-    assert!(
-        frames.len() < LINES / 100,
-        "{} frames for {LINES} lines",
-        frames.len()
-    );
+    assert!(frames.len() < LINES / 100, "{} frames for {LINES} lines", frames.len());
 }
 
 #[tokio::test]
@@ -468,11 +382,7 @@ async fn python_completion_uses_the_namespace() {
     let runner = Runner::start("python");
     let (mut agent, _) = runner.connect().await;
     assert_eq!(agent.execute("r1", "zebra_count = 3").await.exit_code, 0);
-    agent
-        .send(RunnerRequest::Complete {
-            code: "print(zebra_c".into(),
-        })
-        .await;
+    agent.send(RunnerRequest::Complete { code: "print(zebra_c".into() }).await;
     match agent.next().await {
         RunnerEvent::Completion { items } => assert_eq!(items, vec!["zebra_count".to_owned()]),
         other => panic!("expected Completion, got {other:?}"),
@@ -483,41 +393,19 @@ async fn python_completion_uses_the_namespace() {
 async fn shell_query_streams_output_and_exit_code_and_feeds_input() {
     let runner = Runner::start("shell");
     let (mut agent, _) = runner.connect().await;
-    let run = agent
-        .execute("r1", "echo $((6*7)); echo err >&2; exit 4")
-        .await;
-    assert_eq!(
-        (run.stdout.as_str(), run.stderr.as_str(), run.exit_code),
-        ("42\n", "err\n", 4)
-    );
+    let run = agent.execute("r1", "echo $((6*7)); echo err >&2; exit 4").await;
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str(), run.exit_code), ("42\n", "err\n", 4));
 
     // The command's stdin is a pipe that Input writes to.
-    agent
-        .send(query("r2", "read line; echo \"got $line\""))
-        .await;
-    agent
-        .send(RunnerRequest::Input {
-            run_id: "r2".into(),
-            text: "abc".into(),
-        })
-        .await;
+    agent.send(query("r2", "read line; echo \"got $line\"")).await;
+    agent.send(RunnerRequest::Input { run_id: "r2".into(), text: "abc".into() }).await;
     let run = agent.finish("r2").await;
     assert_eq!((run.stdout.as_str(), run.exit_code), ("got abc\n", 0));
 
     // Ctrl-D closes it.
     agent.send(query("r3", "cat; echo done")).await;
-    agent
-        .send(RunnerRequest::Input {
-            run_id: "r3".into(),
-            text: "one".into(),
-        })
-        .await;
-    agent
-        .send(RunnerRequest::Input {
-            run_id: "r3".into(),
-            text: "\u{4}".into(),
-        })
-        .await;
+    agent.send(RunnerRequest::Input { run_id: "r3".into(), text: "one".into() }).await;
+    agent.send(RunnerRequest::Input { run_id: "r3".into(), text: "\u{4}".into() }).await;
     let run = agent.finish("r3").await;
     assert_eq!((run.stdout.as_str(), run.exit_code), ("one\ndone\n", 0));
 
@@ -536,62 +424,28 @@ async fn batch_runs_clean_build_exec_in_order_and_stops_at_a_failure() {
     let runner = Runner::start("python");
     let (mut agent, _) = runner.connect().await;
 
-    agent
-        .send(batch(
-            "b1",
-            Some("echo cleaning"),
-            Some("echo building"),
-            Some("echo running; exit 5"),
-        ))
-        .await;
+    agent.send(batch("b1", Some("echo cleaning"), Some("echo building"), Some("echo running; exit 5"))).await;
     let run = agent.finish("b1").await;
     let steps: Vec<String> = run
         .events
         .iter()
         .filter_map(|ev| match ev {
             RunnerEvent::Output { data, .. } => Some(data.trim_end().to_owned()),
-            RunnerEvent::CleanFinished { exit_code, .. } => {
-                Some(format!("clean-finished {exit_code}"))
-            }
-            RunnerEvent::BuildFinished { exit_code, .. } => {
-                Some(format!("build-finished {exit_code}"))
-            }
+            RunnerEvent::CleanFinished { exit_code, .. } => Some(format!("clean-finished {exit_code}")),
+            RunnerEvent::BuildFinished { exit_code, .. } => Some(format!("build-finished {exit_code}")),
             RunnerEvent::Finished { exit_code, .. } => Some(format!("finished {exit_code}")),
             _ => None,
         })
         .collect();
-    assert_eq!(
-        steps,
-        [
-            "cleaning",
-            "clean-finished 0",
-            "building",
-            "build-finished 0",
-            "running",
-            "finished 5"
-        ]
-    );
+    assert_eq!(steps, ["cleaning", "clean-finished 0", "building", "build-finished 0", "running", "finished 5"]);
 
-    agent
-        .send(batch(
-            "b2",
-            None,
-            Some("echo broken >&2; exit 2"),
-            Some("echo should-not-run"),
-        ))
-        .await;
+    agent.send(batch("b2", None, Some("echo broken >&2; exit 2"), Some("echo should-not-run"))).await;
     let run = agent.finish("b2").await;
     assert_eq!(run.exit_code, 2);
     assert_eq!(run.stderr, "broken\n");
     assert_eq!(run.stdout, "");
-    assert!(run
-        .events
-        .iter()
-        .any(|ev| matches!(ev, RunnerEvent::BuildFinished { exit_code: 2, .. })));
-    assert!(!run
-        .events
-        .iter()
-        .any(|ev| matches!(ev, RunnerEvent::CleanFinished { .. })));
+    assert!(run.events.iter().any(|ev| matches!(ev, RunnerEvent::BuildFinished { exit_code: 2, .. })));
+    assert!(!run.events.iter().any(|ev| matches!(ev, RunnerEvent::CleanFinished { .. })));
 
     agent.send(batch("b3", None, Some("true"), None)).await;
     assert_eq!(agent.finish("b3").await.exit_code, 0);
@@ -609,7 +463,8 @@ async fn a_new_connection_finds_the_interpreter_state_and_the_run_in_progress() 
     assert_eq!(agent.execute("r2", "print(y)").await.stdout, "5\n");
 
     // The agent goes away in the middle of a run; the run's events wait for the next agent.
-    let code = "import os, time\nprint('first')\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('second')";
+    let code =
+        "import os, time\nprint('first')\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('second')";
     agent.send(query("r3", code)).await;
     agent.until(|ev| is_stdout_containing(ev, "first")).await;
     drop(agent);
@@ -622,10 +477,7 @@ async fn a_new_connection_finds_the_interpreter_state_and_the_run_in_progress() 
     // A newer connection replaces an older one that is still open.
     let (mut newer, _) = runner.connect().await;
     assert_eq!(newer.execute("r4", "print(y * 2)").await.stdout, "10\n");
-    assert!(
-        agent.framed.next().await.is_none(),
-        "the older connection is closed"
-    );
+    assert!(agent.framed.next().await.is_none(), "the older connection is closed");
 }
 
 #[tokio::test]
@@ -638,14 +490,10 @@ async fn python_interpreter_death_finishes_the_run_and_a_fresh_one_follows() {
     assert_eq!(run.exit_code, 3);
     assert!(run.stderr.contains("exited with code 3"), "{}", run.stderr);
 
-    let run = agent
-        .execute("r3", "print('fresh')\nprint('z' in globals())")
-        .await;
+    let run = agent.execute("r3", "print('fresh')\nprint('z' in globals())").await;
     assert_eq!((run.exit_code, run.stdout.as_str()), (0, "fresh\nFalse\n"));
 
-    let run = agent
-        .execute("r4", "import ctypes\nctypes.string_at(0)")
-        .await;
+    let run = agent.execute("r4", "import ctypes\nctypes.string_at(0)").await;
     assert_eq!(run.exit_code, 128 + 11, "SIGSEGV: {}", run.stderr);
     assert_eq!(agent.execute("r5", "print(2)").await.stdout, "2\n");
 }
@@ -654,24 +502,15 @@ async fn python_interpreter_death_finishes_the_run_and_a_fresh_one_follows() {
 async fn execute_while_busy_is_refused_without_disturbing_the_active_run() {
     let runner = Runner::start("python");
     let (mut agent, _) = runner.connect().await;
-    let code =
-        "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('done')";
+    let code = "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.01)\nprint('done')";
     agent.send(query("r1", code)).await;
     agent.send(query("r2", "print('intruder')")).await;
-    let (_, error) = agent
-        .until(|ev| matches!(ev, RunnerEvent::Error { .. }))
-        .await;
-    assert!(
-        matches!(error, RunnerEvent::Error { run_id: Some(ref id), .. } if id == "r2"),
-        "{error:?}"
-    );
+    let (_, error) = agent.until(|ev| matches!(ev, RunnerEvent::Error { .. })).await;
+    assert!(matches!(error, RunnerEvent::Error { run_id: Some(ref id), .. } if id == "r2"), "{error:?}");
     std::fs::write(runner.workdir().join("go"), b"").expect("create go");
     let run = agent.finish("r1").await;
     assert_eq!((run.exit_code, run.stdout.as_str()), (0, "done\n"));
-    assert!(!run
-        .events
-        .iter()
-        .any(|ev| matches!(ev, RunnerEvent::Finished { run_id, .. } if run_id == "r2")));
+    assert!(!run.events.iter().any(|ev| matches!(ev, RunnerEvent::Finished { run_id, .. } if run_id == "r2")));
 }
 
 #[tokio::test]
@@ -680,16 +519,10 @@ async fn a_malformed_request_gets_an_error_and_the_connection_stays() {
     let (mut agent, _) = runner.connect().await;
     let body = br#"{"op":"execute","run_id":"bad","mode":"sideways"}"#;
     let stream = agent.framed.get_mut();
-    stream
-        .write_all(&(body.len() as u32).to_be_bytes())
-        .await
-        .expect("write");
+    stream.write_all(&(body.len() as u32).to_be_bytes()).await.expect("write");
     stream.write_all(body).await.expect("write");
     let ev = agent.next().await;
-    assert!(
-        matches!(ev, RunnerEvent::Error { run_id: Some(ref id), .. } if id == "bad"),
-        "{ev:?}"
-    );
+    assert!(matches!(ev, RunnerEvent::Error { run_id: Some(ref id), .. } if id == "bad"), "{ev:?}");
     assert_eq!(agent.execute("r1", "echo ok").await.stdout, "ok\n");
 }
 
@@ -708,18 +541,9 @@ async fn shutdown_stops_the_runner_and_removes_its_socket() {
     loop {
         match std::fs::read_to_string(&stat) {
             Err(_) => break,
-            Ok(s)
-                if s.rsplit(')')
-                    .next()
-                    .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
-            {
-                break
-            }
+            Ok(s) if s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) => break,
             Ok(_) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the interpreter outlived the runner"
-                );
+                assert!(std::time::Instant::now() < deadline, "the interpreter outlived the runner");
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -742,10 +566,7 @@ async fn output_beyond_the_disconnected_buffer_is_dropped_with_a_note() {
     let written = runner.workdir().join("written");
     let deadline = std::time::Instant::now() + SAFETY;
     while !written.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never finished writing"
-        );
+        assert!(std::time::Instant::now() < deadline, "the run never finished writing");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (mut agent, active) = runner.connect().await;
@@ -753,11 +574,7 @@ async fn output_beyond_the_disconnected_buffer_is_dropped_with_a_note() {
     let run = agent.finish("r1").await;
     assert_eq!(run.exit_code, 0);
     assert!(run.stderr.contains("output dropped"), "{}", run.stderr);
-    assert!(
-        run.stdout.len() < 16 << 20,
-        "{} bytes arrived",
-        run.stdout.len()
-    );
+    assert!(run.stdout.len() < 16 << 20, "{} bytes arrived", run.stdout.len());
     assert!(run.stdout.len() >= 1 << 20, "the first MiB is kept");
 }
 
@@ -768,4 +585,45 @@ async fn sigterm_stops_the_runner_and_removes_its_socket() {
     kill(Pid::from_raw(runner.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     assert!(runner.wait_exit().success());
     assert!(!runner.socket.exists());
+}
+
+#[tokio::test]
+async fn max_memory_turns_a_huge_allocation_into_memory_error() {
+    let runner = Runner::start_with("python", &["--max-memory", "536870912"]);
+    let (mut agent, _) = runner.connect().await;
+    let run = agent.execute("r1", "b = bytearray(2 << 30)").await;
+    assert_eq!(run.exit_code, 1);
+    assert!(run.stderr.contains("MemoryError"), "{}", run.stderr);
+    let run = agent.execute("r2", "b = bytearray(1 << 20)\nprint(len(b))").await;
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "1048576\n"));
+}
+
+#[tokio::test]
+async fn die_with_parent_shuts_down_when_the_parent_exits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("runner.sock");
+    // A parent that only waits for the runner, killed below as an agent might die.
+    let mut parent = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("\"$0\" \"$@\" & wait")
+        .arg(env!("CARGO_BIN_EXE_backend-kernel-runner"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--lang", "shell", "--die-with-parent"])
+        .arg("--workdir")
+        .arg(dir.path())
+        .spawn()
+        .expect("start the parent");
+    let deadline = std::time::Instant::now() + SAFETY;
+    while UnixStream::connect(&socket).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the runner never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    parent.kill().expect("kill the parent");
+    parent.wait().expect("reap the parent");
+    // Its shutdown removes the socket.
+    while socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "the runner outlived its parent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -4,9 +4,8 @@
 use crate::config::{ClientConfig, ConfigError};
 use crate::signing::{path_and_query_of, signed_headers};
 use backend_core::api::{
-    ConsoleItem, CreateSessionRequest, CreateSessionResponse, DestroyResponse, ExecuteMode,
-    ExecuteRequest, ExecuteResponse, ExecutionResult, RunStatus, SessionInfo, SessionList,
-    VersionInfo,
+    ConsoleItem, CreateSessionRequest, CreateSessionResponse, DestroyResponse, ExecuteMode, ExecuteRequest,
+    ExecuteResponse, ExecutionResult, RunStatus, SessionInfo, SessionList, VersionInfo,
 };
 use backend_core::error::{Error, Problem, Result};
 use reqwest::{Method, Url};
@@ -40,12 +39,7 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|source| ConfigError::Http { source })?;
-        Ok(Self {
-            config,
-            base,
-            http,
-            owner_access_key: None,
-        })
+        Ok(Self { config, base, http, owner_access_key: None })
     }
 
     /// A client configured by the environment (see [`ClientConfig::from_env`]).
@@ -70,16 +64,10 @@ impl Client {
     }
 
     /// `POST /session`: creates a session, or returns the caller's live one of the same name (`created` false).
-    pub async fn create_session(
-        &self,
-        request: &CreateSessionRequest,
-    ) -> Result<CreateSessionResponse> {
+    pub async fn create_session(&self, request: &CreateSessionRequest) -> Result<CreateSessionResponse> {
         let body = match (&request.owner_access_key, &self.owner_access_key) {
             (None, Some(owner)) => {
-                let request = CreateSessionRequest {
-                    owner_access_key: Some(owner.clone()),
-                    ..request.clone()
-                };
+                let request = CreateSessionRequest { owner_access_key: Some(owner.clone()), ..request.clone() };
                 to_json(&request)?
             }
             _ => to_json(request)?,
@@ -89,14 +77,12 @@ impl Client {
 
     /// `GET /session`: the caller's sessions, newest first.
     pub async fn list_sessions(&self) -> Result<SessionList> {
-        self.call(Method::GET, &["session"], &self.owner_query(), None)
-            .await
+        self.call(Method::GET, &["session"], &self.owner_query(), None).await
     }
 
     /// `GET /session/{name}`: one session's status, resources and kernels.
     pub async fn session_info(&self, name: &str) -> Result<SessionInfo> {
-        self.call(Method::GET, &["session", name], &self.owner_query(), None)
-            .await
+        self.call(Method::GET, &["session", name], &self.owner_query(), None).await
     }
 
     /// `DELETE /session/{name}`: destroys a session; `forced` skips the graceful stop.
@@ -105,33 +91,20 @@ impl Client {
         if forced {
             query.push(("forced", "true"));
         }
-        self.call(Method::DELETE, &["session", name], &query, None)
-            .await
+        self.call(Method::DELETE, &["session", name], &query, None).await
     }
 
     /// `POST /session/{name}`: one execute call. Most callers want [`execute_to_end`](Self::execute_to_end).
     pub async fn execute(&self, name: &str, request: &ExecuteRequest) -> Result<ExecutionResult> {
-        let answer: ExecuteResponse = self
-            .call(
-                Method::POST,
-                &["session", name],
-                &self.owner_query(),
-                Some(to_json(request)?),
-            )
-            .await?;
+        let answer: ExecuteResponse =
+            self.call(Method::POST, &["session", name], &self.owner_query(), Some(to_json(request)?)).await?;
         Ok(answer.result)
     }
 
     /// `POST /session/{name}/interrupt`: interrupts the code running in the session.
     pub async fn interrupt(&self, name: &str) -> Result<()> {
-        let _: serde::de::IgnoredAny = self
-            .call(
-                Method::POST,
-                &["session", name, "interrupt"],
-                &self.owner_query(),
-                None,
-            )
-            .await?;
+        let _: serde::de::IgnoredAny =
+            self.call(Method::POST, &["session", name, "interrupt"], &self.owner_query(), None).await?;
         Ok(())
     }
 
@@ -145,14 +118,7 @@ impl Client {
         struct Answer {
             result: Logs,
         }
-        let answer: Answer = self
-            .call(
-                Method::GET,
-                &["session", name, "logs"],
-                &self.owner_query(),
-                None,
-            )
-            .await?;
+        let answer: Answer = self.call(Method::GET, &["session", name, "logs"], &self.owner_query(), None).await?;
         Ok(answer.result.logs)
     }
 
@@ -183,23 +149,11 @@ impl Client {
                     (ExecuteMode::Continue, String::new())
                 }
                 RunStatus::WaitingInput => {
-                    let prompt = result
-                        .options
-                        .get("prompt")
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or("");
-                    (
-                        ExecuteMode::Input,
-                        input(prompt).unwrap_or_else(|| EOF_INPUT.to_owned()),
-                    )
+                    let prompt = result.options.get("prompt").and_then(serde_json::Value::as_str).unwrap_or("");
+                    (ExecuteMode::Input, input(prompt).unwrap_or_else(|| EOF_INPUT.to_owned()))
                 }
             };
-            request = ExecuteRequest {
-                mode,
-                code,
-                run_id: Some(result.run_id),
-                options: serde_json::Value::Null,
-            };
+            request = ExecuteRequest { mode, code, run_id: Some(result.run_id), options: serde_json::Value::Null };
         }
     }
 
@@ -226,10 +180,7 @@ impl Client {
     }
 
     fn owner_query(&self) -> Vec<(&str, &str)> {
-        self.owner_access_key
-            .iter()
-            .map(|owner| ("owner_access_key", owner.as_str()))
-            .collect()
+        self.owner_access_key.iter().map(|owner| ("owner_access_key", owner.as_str())).collect()
     }
 
     /// The URL of an API path below the endpoint; segments are percent-encoded.
@@ -259,13 +210,7 @@ impl Client {
     ) -> Result<T> {
         let url = self.url(segments, query);
         let content_type = body.as_ref().map(|_| JSON);
-        let headers = signed_headers(
-            &self.config,
-            &method,
-            &url,
-            content_type,
-            chrono::Utc::now(),
-        )?;
+        let headers = signed_headers(&self.config, &method, &url, content_type, chrono::Utc::now())?;
         let what = format!("{method} {}", path_and_query_of(&url));
         let mut request = self.http.request(method, url).headers(headers);
         if let Some(body) = body {
@@ -275,16 +220,10 @@ impl Client {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| self.unavailable(e))?;
         if !status.is_success() {
-            return Err(Error::from_problem(
-                status.as_u16(),
-                problem_of(status, &bytes),
-            ));
+            return Err(Error::from_problem(status.as_u16(), problem_of(status, &bytes)));
         }
         serde_json::from_slice(&bytes).map_err(|e| Error::Internal {
-            msg: format!(
-                "unexpected answer to {what} ({status}): {e}: {}",
-                snippet(&bytes)
-            ),
+            msg: format!("unexpected answer to {what} ({status}): {e}: {}", snippet(&bytes)),
         })
     }
 
@@ -363,9 +302,7 @@ mod tests {
                 while let Ok((mut conn, _)) = listener.accept().await {
                     let request = read_request(&mut conn).await;
                     let (status, body) = match check_signature(&request) {
-                        Ok(()) => script
-                            .pop_front()
-                            .unwrap_or((500, json!({"unexpected": true}))),
+                        Ok(()) => script.pop_front().unwrap_or((500, json!({"unexpected": true}))),
                         Err(e) => (401, serde_json::to_value(e.to_problem()).unwrap()),
                     };
                     record.lock().unwrap().push(request.seen);
@@ -414,39 +351,22 @@ mod tests {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .map_or(0, |(_, v)| v.parse().unwrap());
+        let length: usize = headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
         while buf.len() < head_end + length {
             let mut chunk = [0u8; 4096];
             let n = conn.read(&mut chunk).await.unwrap();
             buf.extend_from_slice(&chunk[..n]);
         }
         let body = &buf[head_end..head_end + length];
-        let body = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(body).unwrap()
-        };
-        let seen = Seen {
-            method: method.to_owned(),
-            target: target.to_owned(),
-            body,
-        };
+        let body = if body.is_empty() { Value::Null } else { serde_json::from_slice(body).unwrap() };
+        let seen = Seen { method: method.to_owned(), target: target.to_owned(), body };
         RawRequest { seen, headers }
     }
 
     /// Verifies a request the way the manager does, from what arrived on the wire.
     fn check_signature(request: &RawRequest) -> Result<()> {
-        let header = |name: &str| {
-            request
-                .headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("")
-        };
+        let header =
+            |name: &str| request.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
         assert_eq!(header("date"), header("x-backendai-date"));
         let credential = parse_authorization(header("authorization"))?;
         assert_eq!(credential.access_key, "AKIATEST");
@@ -461,12 +381,7 @@ mod tests {
         verify(SECRET, &parts, &credential.signature, chrono::Utc::now())
     }
 
-    fn result(
-        status: &str,
-        exit_code: Option<i32>,
-        options: Value,
-        console: Value,
-    ) -> (u16, Value) {
+    fn result(status: &str, exit_code: Option<i32>, options: Value, console: Value) -> (u16, Value) {
         let result = json!({"runId": "r1", "status": status, "exitCode": exit_code, "options": options,
                             "files": [], "console": console});
         (200, json!({ "result": result }))
@@ -476,12 +391,7 @@ mod tests {
     async fn a_run_is_followed_through_continue_and_input() {
         let server = FakeServer::start(vec![
             result("continued", None, Value::Null, json!([["stdout", "a"]])),
-            result(
-                "waiting-input",
-                None,
-                json!({"prompt": "name? "}),
-                json!([["stderr", "b"]]),
-            ),
+            result("waiting-input", None, json!({"prompt": "name? "}), json!([["stderr", "b"]])),
             result("waiting-input", None, json!({"prompt": ""}), json!([])),
             result("finished", Some(3), Value::Null, json!([["stdout", "c"]])),
         ])
@@ -494,30 +404,17 @@ mod tests {
             prompts.push(prompt.to_owned());
             answers.pop().unwrap()
         };
-        let code = client
-            .run_code("s1", "x = input()", |i| items.push(i.clone()), &mut input)
-            .await
-            .unwrap();
+        let code = client.run_code("s1", "x = input()", |i| items.push(i.clone()), &mut input).await.unwrap();
         assert_eq!(code, 3);
         assert_eq!(
             items,
-            vec![
-                ConsoleItem::Stdout("a".into()),
-                ConsoleItem::Stderr("b".into()),
-                ConsoleItem::Stdout("c".into())
-            ]
+            vec![ConsoleItem::Stdout("a".into()), ConsoleItem::Stderr("b".into()), ConsoleItem::Stdout("c".into())]
         );
         assert_eq!(prompts, ["name? ", ""]);
         let seen = server.seen();
         let bodies: Vec<(&str, &str, Option<&str>)> = seen
             .iter()
-            .map(|s| {
-                (
-                    s.body["mode"].as_str().unwrap(),
-                    s.body["code"].as_str().unwrap(),
-                    s.body["runId"].as_str(),
-                )
-            })
+            .map(|s| (s.body["mode"].as_str().unwrap(), s.body["code"].as_str().unwrap(), s.body["runId"].as_str()))
             .collect();
         assert_eq!(
             bodies,
@@ -528,26 +425,14 @@ mod tests {
                 ("input", EOF_INPUT, Some("r1")),
             ]
         );
-        assert!(seen
-            .iter()
-            .all(|s| s.method == "POST" && s.target == "/session/s1"));
+        assert!(seen.iter().all(|s| s.method == "POST" && s.target == "/session/s1"));
     }
 
     #[tokio::test]
     async fn batch_milestones_continue_and_the_whole_console_is_returned() {
         let server = FakeServer::start(vec![
-            result(
-                "clean-finished",
-                Some(0),
-                Value::Null,
-                json!([["stdout", "1"]]),
-            ),
-            result(
-                "build-finished",
-                Some(0),
-                Value::Null,
-                json!([["stdout", "2"]]),
-            ),
+            result("clean-finished", Some(0), Value::Null, json!([["stdout", "1"]])),
+            result("build-finished", Some(0), Value::Null, json!([["stdout", "2"]])),
             result("exec-timeout", None, Value::Null, json!([["stdout", "3"]])),
         ])
         .await;
@@ -557,25 +442,12 @@ mod tests {
             run_id: None,
             options: json!({"exec": "sleep 100"}),
         };
-        let result = server
-            .client()
-            .execute_to_end("s1", request, |_| {}, &mut |_| None)
-            .await
-            .unwrap();
+        let result = server.client().execute_to_end("s1", request, |_| {}, &mut |_| None).await.unwrap();
         assert_eq!(result.status, RunStatus::ExecTimeout);
-        let texts: Vec<ConsoleItem> = ["1", "2", "3"]
-            .map(|t| ConsoleItem::Stdout(t.into()))
-            .into();
+        let texts: Vec<ConsoleItem> = ["1", "2", "3"].map(|t| ConsoleItem::Stdout(t.into())).into();
         assert_eq!(result.console, texts);
-        let modes: Vec<Value> = server
-            .seen()
-            .iter()
-            .map(|s| s.body["mode"].clone())
-            .collect();
-        assert_eq!(
-            modes,
-            [json!("batch"), json!("continue"), json!("continue")]
-        );
+        let modes: Vec<Value> = server.seen().iter().map(|s| s.body["mode"].clone()).collect();
+        assert_eq!(modes, [json!("batch"), json!("continue"), json!("continue")]);
     }
 
     #[tokio::test]
@@ -587,17 +459,13 @@ mod tests {
         let e = client.session_info("nope").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::SessionNotFound);
         match e {
-            Error::Remote { status, problem } => assert_eq!(
-                (status, problem.msg.as_str()),
-                (404, "session not found: nope")
-            ),
+            Error::Remote { status, problem } => {
+                assert_eq!((status, problem.msg.as_str()), (404, "session not found: nope"))
+            }
             other => panic!("unexpected {other:?}"),
         }
         let e = client.logs("s1").await.unwrap_err();
-        assert!(
-            matches!(&e, Error::Remote { status: 502, problem } if problem.title == "Bad Gateway"),
-            "{e:?}"
-        );
+        assert!(matches!(&e, Error::Remote { status: 502, problem } if problem.title == "Bad Gateway"), "{e:?}");
     }
 
     #[tokio::test]
@@ -615,35 +483,23 @@ mod tests {
         .await;
         let client = server.client().acting_for("AKIAOTHER");
         assert_eq!(client.version().await.unwrap().version, "v7.20230615");
-        let request = CreateSessionRequest {
-            image: Some("python".into()),
-            ..Default::default()
-        };
+        let request = CreateSessionRequest { image: Some("python".into()), ..Default::default() };
         assert!(client.create_session(&request).await.unwrap().created);
         assert!(client.list_sessions().await.unwrap().sessions.is_empty());
         client.interrupt("s 1").await.unwrap();
         assert_eq!(client.logs("s 1").await.unwrap(), "hello\n");
         client.destroy_session("s 1", true).await.unwrap();
         let seen = server.seen();
-        let routes: Vec<(&str, &str)> = seen
-            .iter()
-            .map(|s| (s.method.as_str(), s.target.as_str()))
-            .collect();
+        let routes: Vec<(&str, &str)> = seen.iter().map(|s| (s.method.as_str(), s.target.as_str())).collect();
         assert_eq!(
             routes,
             [
                 ("GET", "/"),
                 ("POST", "/session"),
                 ("GET", "/session?owner_access_key=AKIAOTHER"),
-                (
-                    "POST",
-                    "/session/s%201/interrupt?owner_access_key=AKIAOTHER"
-                ),
+                ("POST", "/session/s%201/interrupt?owner_access_key=AKIAOTHER"),
                 ("GET", "/session/s%201/logs?owner_access_key=AKIAOTHER"),
-                (
-                    "DELETE",
-                    "/session/s%201?owner_access_key=AKIAOTHER&forced=true"
-                ),
+                ("DELETE", "/session/s%201?owner_access_key=AKIAOTHER&forced=true"),
             ]
         );
         assert_eq!(seen[1].body["image"], "python");
@@ -653,12 +509,7 @@ mod tests {
     #[tokio::test]
     async fn an_endpoint_path_prefixes_every_route() {
         let server = FakeServer::start(vec![(200, json!({"sessions": []}))]).await;
-        let client = Client::new(ClientConfig::new(
-            format!("{}/api/", server.endpoint),
-            "AKIATEST",
-            SECRET,
-        ))
-        .unwrap();
+        let client = Client::new(ClientConfig::new(format!("{}/api/", server.endpoint), "AKIATEST", SECRET)).unwrap();
         client.list_sessions().await.unwrap();
         assert_eq!(server.seen()[0].target, "/api/session");
     }
@@ -666,22 +517,9 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_server_is_unavailable() {
         // Bind and drop to find a port nobody listens on.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let client = Client::new(ClientConfig::new(
-            format!("http://127.0.0.1:{port}"),
-            "AKIATEST",
-            SECRET,
-        ))
-        .unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+        let client = Client::new(ClientConfig::new(format!("http://127.0.0.1:{port}"), "AKIATEST", SECRET)).unwrap();
         let e = client.version().await.unwrap_err();
-        assert!(
-            matches!(&e, Error::Unavailable { msg } if msg.contains(&port.to_string())),
-            "{e:?}"
-        );
+        assert!(matches!(&e, Error::Unavailable { msg } if msg.contains(&port.to_string())), "{e:?}");
     }
 }

@@ -69,11 +69,7 @@ impl std::fmt::Debug for ClientConfig {
 
 impl ClientConfig {
     /// A configuration speaking [`API_VERSION`].
-    pub fn new(
-        endpoint: impl Into<String>,
-        access_key: impl Into<String>,
-        secret_key: impl Into<String>,
-    ) -> Self {
+    pub fn new(endpoint: impl Into<String>, access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
             access_key: access_key.into(),
@@ -92,14 +88,10 @@ impl ClientConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let endpoint = get(ENDPOINT_ENV).unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-        let access_key = get(ACCESS_KEY_ENV).ok_or(ConfigError::Missing {
-            what: "the access key",
-            env: ACCESS_KEY_ENV,
-        })?;
-        let secret_key = get(SECRET_KEY_ENV).ok_or(ConfigError::Missing {
-            what: "the secret key",
-            env: SECRET_KEY_ENV,
-        })?;
+        let access_key =
+            get(ACCESS_KEY_ENV).ok_or(ConfigError::Missing { what: "the access key", env: ACCESS_KEY_ENV })?;
+        let secret_key =
+            get(SECRET_KEY_ENV).ok_or(ConfigError::Missing { what: "the secret key", env: SECRET_KEY_ENV })?;
         let config = Self::new(endpoint, access_key, secret_key);
         config.endpoint_url()?;
         Ok(config)
@@ -107,16 +99,10 @@ impl ClientConfig {
 
     /// The endpoint parsed and checked: `http` or `https`, with a host.
     pub fn endpoint_url(&self) -> Result<Url, ConfigError> {
-        let invalid = |reason: String| ConfigError::InvalidEndpoint {
-            endpoint: self.endpoint.clone(),
-            reason,
-        };
+        let invalid = |reason: String| ConfigError::InvalidEndpoint { endpoint: self.endpoint.clone(), reason };
         let url = Url::parse(self.endpoint.trim()).map_err(|e| invalid(e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(format!(
-                "scheme {:?} is not http or https",
-                url.scheme()
-            )));
+            return Err(invalid(format!("scheme {:?} is not http or https", url.scheme())));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(invalid("no host".into()));
@@ -134,23 +120,15 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn reads_the_environment_with_a_default_endpoint() {
-        let c =
-            ClientConfig::from_lookup(lookup(&[(ACCESS_KEY_ENV, "AKIA1"), (SECRET_KEY_ENV, "s")]))
-                .unwrap();
+        let c = ClientConfig::from_lookup(lookup(&[(ACCESS_KEY_ENV, "AKIA1"), (SECRET_KEY_ENV, "s")])).unwrap();
         assert_eq!(c.endpoint, DEFAULT_ENDPOINT);
-        assert_eq!(
-            (c.access_key.as_str(), c.secret_key.as_str()),
-            ("AKIA1", "s")
-        );
+        assert_eq!((c.access_key.as_str(), c.secret_key.as_str()), ("AKIA1", "s"));
         assert_eq!(c.api_version, API_VERSION);
         let c = ClientConfig::from_lookup(lookup(&[
             (ENDPOINT_ENV, "http://10.0.0.1:9000"),
@@ -165,31 +143,21 @@ mod tests {
     fn missing_keys_are_named() {
         let e = ClientConfig::from_lookup(lookup(&[(SECRET_KEY_ENV, "s")])).unwrap_err();
         assert!(e.to_string().contains("BACKEND_ACCESS_KEY"), "{e}");
-        let e =
-            ClientConfig::from_lookup(lookup(&[(ACCESS_KEY_ENV, "AKIA1"), (SECRET_KEY_ENV, " ")]))
-                .unwrap_err();
+        let e = ClientConfig::from_lookup(lookup(&[(ACCESS_KEY_ENV, "AKIA1"), (SECRET_KEY_ENV, " ")])).unwrap_err();
         assert!(e.to_string().contains("BACKEND_SECRET_KEY"), "{e}");
     }
 
     #[test]
     fn endpoints_must_be_http_urls() {
         for bad in ["127.0.0.1:8081", "ftp://h", "http://h/?x=1", "not a url"] {
-            assert!(
-                ClientConfig::new(bad, "a", "s").endpoint_url().is_err(),
-                "{bad}"
-            );
+            assert!(ClientConfig::new(bad, "a", "s").endpoint_url().is_err(), "{bad}");
         }
-        ClientConfig::new("https://api.example.com/prefix", "a", "s")
-            .endpoint_url()
-            .unwrap();
+        ClientConfig::new("https://api.example.com/prefix", "a", "s").endpoint_url().unwrap();
     }
 
     #[test]
     fn debug_hides_the_secret() {
-        let shown = format!(
-            "{:?}",
-            ClientConfig::new(DEFAULT_ENDPOINT, "AKIA1", "hunter2")
-        );
+        let shown = format!("{:?}", ClientConfig::new(DEFAULT_ENDPOINT, "AKIA1", "hunter2"));
         assert!(!shown.contains("hunter2") && shown.contains("AKIA1"));
     }
 }

@@ -5,9 +5,7 @@
 //! exit code; every other failure prints `error: <title>: <msg>` and exits 1 (2 for usage errors).
 
 use backend_client::{Client, ClientConfig, ConfigError};
-use backend_core::api::{
-    ConsoleItem, CreateSessionRequest, ExecuteMode, ExecuteRequest, ExecutionResult, RunStatus,
-};
+use backend_core::api::{ConsoleItem, CreateSessionRequest, ExecuteMode, ExecuteRequest, ExecutionResult, RunStatus};
 use backend_core::slots::{parse_amount, ResourceSlots};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -19,29 +17,19 @@ use std::path::PathBuf;
 #[command(name = "bai", version)]
 struct Cli {
     /// The manager's URL.
-    #[arg(long, global = true, env = "BACKEND_ENDPOINT", default_value = backend_client::config::DEFAULT_ENDPOINT)]
+    #[arg(long, global = true, help_heading = "Global options", env = "BACKEND_ENDPOINT", default_value = backend_client::config::DEFAULT_ENDPOINT)]
     endpoint: String,
     /// The keypair's access key.
-    #[arg(
-        long,
-        global = true,
-        env = "BACKEND_ACCESS_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, help_heading = "Global options", env = "BACKEND_ACCESS_KEY", hide_env_values = true)]
     access_key: Option<String>,
     /// The keypair's secret key.
-    #[arg(
-        long,
-        global = true,
-        env = "BACKEND_SECRET_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, help_heading = "Global options", env = "BACKEND_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
     /// Admins: act for this keypair.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     owner_access_key: Option<String>,
     /// Print the answers as JSON.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -160,9 +148,7 @@ struct SessionOptions {
 }
 
 fn parse_amount_arg(text: &str) -> Result<String, String> {
-    parse_amount(text)
-        .map(|_| text.to_owned())
-        .map_err(|e| e.to_string())
+    parse_amount(text).map(|_| text.to_owned()).map_err(|e| e.to_string())
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -182,9 +168,7 @@ impl SessionOptions {
             ..Default::default()
         };
         let amounts = [("cpu", &self.cpu), ("mem", &self.mem)];
-        let pairs = amounts
-            .iter()
-            .filter_map(|(slot, v)| v.as_deref().map(|v| (*slot, v)));
+        let pairs = amounts.iter().filter_map(|(slot, v)| v.as_deref().map(|v| (*slot, v)));
         request.config.resources = ResourceSlots::from_pairs(pairs)?;
         request.config.environ = self.env.iter().cloned().collect();
         Ok(request)
@@ -200,34 +184,28 @@ struct Failure {
 
 impl From<backend_core::Error> for Failure {
     fn from(e: backend_core::Error) -> Self {
+        use backend_core::Error;
+        let title = e.kind().title().to_owned();
         match e {
-            backend_core::Error::Remote { problem, .. } => Failure {
-                title: problem.title,
-                msg: problem.msg,
-            },
-            other => Failure {
-                title: other.kind().title().to_owned(),
-                msg: other.to_string(),
-            },
+            Error::Remote { problem, .. } => Failure { title: problem.title, msg: problem.msg },
+            // The title already says what kind of error it is.
+            Error::Unavailable { msg } | Error::InvalidParams { msg } | Error::Internal { msg } => {
+                Failure { title, msg }
+            }
+            other => Failure { title, msg: other.to_string() },
         }
     }
 }
 
 impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Self {
-        Failure {
-            title: "Invalid configuration".into(),
-            msg: e.to_string(),
-        }
+        Failure { title: "Invalid configuration".into(), msg: e.to_string() }
     }
 }
 
 impl Failure {
     fn io(context: String, e: std::io::Error) -> Self {
-        Failure {
-            title: "I/O error".into(),
-            msg: format!("{context}: {e}"),
-        }
+        Failure { title: "I/O error".into(), msg: format!("{context}: {e}") }
     }
 }
 
@@ -260,19 +238,15 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
     let client = connect(&cli)?;
     let json = cli.json;
     match cli.command {
-        Command::Version => print_answer(json, &client.version().await?, |v| {
-            println!("{} ({})", v.version, v.manager)
-        }),
+        Command::Version => print_answer(json, &client.version().await?, |v| println!("{} ({})", v.version, v.manager)),
         Command::Run(args) => return run_in_new_session(&client, args, json).await,
         Command::Exec { session, code } => {
-            let code = read_code(&code)?;
+            let code = if code == "-" { read_code("-")? } else { code };
             return Ok(exit_status(execute(&client, &session, &code, json).await?));
         }
         Command::Interrupt { session } => {
             client.interrupt(&session).await?;
-            print_answer(json, &serde_json::json!({}), |_| {
-                println!("interrupted {session}")
-            });
+            print_answer(json, &serde_json::json!({}), |_| println!("interrupted {session}"));
         }
         Command::Session(command) => session_command(&client, command, json).await?,
     }
@@ -282,17 +256,11 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
 fn connect(cli: &Cli) -> Result<Client, Failure> {
     use backend_client::config::{ACCESS_KEY_ENV, DEFAULT_ENDPOINT, SECRET_KEY_ENV};
     let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
-    let endpoint = Some(cli.endpoint.clone())
-        .filter(|e| !e.trim().is_empty())
-        .unwrap_or(DEFAULT_ENDPOINT.into());
-    let access_key = given(&cli.access_key).ok_or(ConfigError::Missing {
-        what: "the access key",
-        env: ACCESS_KEY_ENV,
-    })?;
-    let secret_key = given(&cli.secret_key).ok_or(ConfigError::Missing {
-        what: "the secret key",
-        env: SECRET_KEY_ENV,
-    })?;
+    let endpoint = Some(cli.endpoint.clone()).filter(|e| !e.trim().is_empty()).unwrap_or(DEFAULT_ENDPOINT.into());
+    let access_key =
+        given(&cli.access_key).ok_or(ConfigError::Missing { what: "the access key", env: ACCESS_KEY_ENV })?;
+    let secret_key =
+        given(&cli.secret_key).ok_or(ConfigError::Missing { what: "the secret key", env: SECRET_KEY_ENV })?;
     let client = Client::new(ClientConfig::new(endpoint, access_key, secret_key))?;
     Ok(match &cli.owner_access_key {
         Some(owner) => client.acting_for(owner.clone()),
@@ -300,20 +268,9 @@ fn connect(cli: &Cli) -> Result<Client, Failure> {
     })
 }
 
-async fn session_command(
-    client: &Client,
-    command: SessionCommand,
-    json: bool,
-) -> Result<(), Failure> {
+async fn session_command(client: &Client, command: SessionCommand, json: bool) -> Result<(), Failure> {
     match command {
-        SessionCommand::Create {
-            image,
-            name,
-            session_type,
-            startup_command,
-            enqueue_only,
-            resources,
-        } => {
+        SessionCommand::Create { image, name, session_type, startup_command, enqueue_only, resources } => {
             let mut request = resources.request(&image, name)?;
             request.session_type = session_type;
             request.startup_command = startup_command;
@@ -321,10 +278,7 @@ async fn session_command(
             let answer = client.create_session(&request).await?;
             print_answer(json, &answer, |a| {
                 let verb = if a.created { "created" } else { "reused" };
-                println!(
-                    "session {} ({}) {verb}: {}",
-                    a.session_name, a.session_id, a.status
-                );
+                println!("session {} ({}) {verb}: {}", a.session_name, a.session_id, a.status);
             });
         }
         SessionCommand::Ls => print_answer(json, &client.list_sessions().await?, |list| {
@@ -333,84 +287,53 @@ async fn session_command(
                 .iter()
                 .map(|s| {
                     let when = s.creation_time.as_str();
-                    [
-                        &s.session_name,
-                        &s.session_id,
-                        &s.image,
-                        &s.session_type,
-                        &s.status,
-                        when,
-                    ]
+                    [&s.session_name, &s.session_id, &s.image, &s.session_type, &s.status, when]
                 })
                 .collect();
             print_table(["NAME", "ID", "IMAGE", "TYPE", "STATUS", "CREATED"], &rows);
         }),
-        SessionCommand::Info { name } => {
-            print_answer(json, &client.session_info(&name).await?, |s| {
-                let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-                println!("Name:        {}", s.session_name);
-                println!("ID:          {}", s.session_id);
-                println!("Image:       {}", s.image);
-                println!("Type:        {}", s.session_type);
-                println!(
-                    "Status:      {}{}",
-                    s.status,
-                    s.status_info
-                        .as_ref()
-                        .map(|i| format!(" ({i})"))
-                        .unwrap_or_default()
-                );
-                println!("Result:      {}", s.result);
-                println!(
-                    "Owner:       {} ({}/{})",
-                    s.access_key, s.domain_name, s.group_name
-                );
-                println!("Created:     {}", s.creation_time);
-                println!("Terminated:  {}", or_dash(&s.termination_time));
-                println!("Age:         {:.1} s", s.age);
-                println!("Requested:   {}", s.requested_slots);
-                println!("Occupied:    {}", s.occupied_slots);
-                println!("Agents:      {}", s.agents.join(", "));
-                let env: Vec<String> = s.environ.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("Environment: {}", env.join(" "));
-                let rows: Vec<[String; 5]> = s
-                    .kernels
-                    .iter()
-                    .map(|k| {
-                        let exit = k
-                            .exit_code
-                            .map(|c| c.to_string())
-                            .unwrap_or_else(|| "-".into());
-                        [
-                            k.cluster_hostname.clone(),
-                            k.id.clone(),
-                            k.status.clone(),
-                            or_dash(&k.agent),
-                            exit,
-                        ]
-                    })
-                    .collect();
-                let rows: Vec<[&str; 5]> = rows
-                    .iter()
-                    .map(|r| r.each_ref().map(String::as_str))
-                    .collect();
-                println!("Kernels:");
-                print_table(["  HOST", "ID", "STATUS", "AGENT", "EXIT"], &rows);
-            })
-        }
-        SessionCommand::Rm { name, forced } => {
-            print_answer(json, &client.destroy_session(&name, forced).await?, |a| {
-                println!("destroyed session {name}");
-                for (k, v) in &a.stats {
-                    println!("  {k}: {v}");
-                }
-            })
-        }
+        SessionCommand::Info { name } => print_answer(json, &client.session_info(&name).await?, |s| {
+            let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            println!("Name:        {}", s.session_name);
+            println!("ID:          {}", s.session_id);
+            println!("Image:       {}", s.image);
+            println!("Type:        {}", s.session_type);
+            println!(
+                "Status:      {}{}",
+                s.status,
+                s.status_info.as_ref().map(|i| format!(" ({i})")).unwrap_or_default()
+            );
+            println!("Result:      {}", s.result);
+            println!("Owner:       {} ({}/{})", s.access_key, s.domain_name, s.group_name);
+            println!("Created:     {}", s.creation_time);
+            println!("Terminated:  {}", or_dash(&s.termination_time));
+            println!("Age:         {:.1} s", s.age);
+            println!("Requested:   {}", s.requested_slots);
+            println!("Occupied:    {}", s.occupied_slots);
+            println!("Agents:      {}", s.agents.join(", "));
+            let env: Vec<String> = s.environ.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("Environment: {}", env.join(" "));
+            let rows: Vec<[String; 5]> = s
+                .kernels
+                .iter()
+                .map(|k| {
+                    let exit = k.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+                    [k.cluster_hostname.clone(), k.id.clone(), k.status.clone(), or_dash(&k.agent), exit]
+                })
+                .collect();
+            let rows: Vec<[&str; 5]> = rows.iter().map(|r| r.each_ref().map(String::as_str)).collect();
+            println!("Kernels:");
+            print_table(["HOST", "ID", "STATUS", "AGENT", "EXIT"], &rows);
+        }),
+        SessionCommand::Rm { name, forced } => print_answer(json, &client.destroy_session(&name, forced).await?, |a| {
+            println!("destroyed session {name}");
+            for (k, v) in &a.stats {
+                println!("  {k}: {v}");
+            }
+        }),
         SessionCommand::Logs { name } => {
             let logs = client.logs(&name).await?;
-            print_answer(json, &serde_json::json!({ "logs": logs }), |_| {
-                print!("{logs}")
-            });
+            print_answer(json, &serde_json::json!({ "logs": logs }), |_| print!("{logs}"));
         }
     }
     Ok(())
@@ -423,28 +346,30 @@ async fn run_in_new_session(client: &Client, args: RunArgs, json: bool) -> Resul
         (None, Some(file)) => read_code(&file.to_string_lossy())?,
         (None, None) => unreachable!("clap requires a code source"),
     };
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("bai-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-    let session = client
-        .create_session(&args.resources.request(&args.image, Some(name))?)
-        .await?;
+    let name = args.name.clone().unwrap_or_else(|| format!("bai-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    let session = client.create_session(&args.resources.request(&args.image, Some(name))?).await?;
     let name = session.session_name;
     // A session that existed before this command is not this command's to destroy.
     let destroy = !args.keep && session.created;
-    let outcome = execute(client, &name, &code, json).await;
+    let outcome = match session.status.as_str() {
+        "RUNNING" | "RUNNING_DEGRADED" => execute(client, &name, &code, json).await,
+        status => Err(not_started(client, &name, status).await),
+    };
     if destroy {
         if let Err(e) = client.destroy_session(&name, false).await {
-            eprintln!(
-                "warning: cannot destroy session {name}: {}",
-                Failure::from(e)
-            );
+            eprintln!("warning: cannot destroy session {name}: {}", Failure::from(e));
         }
     } else if !json {
         eprintln!("session {name} is kept");
     }
     Ok(exit_status(outcome?))
+}
+
+/// Why a session did not start, with the reason the server recorded.
+async fn not_started(client: &Client, name: &str, status: &str) -> Failure {
+    let info = client.session_info(name).await.ok();
+    let why = info.and_then(|i| i.status_info).map(|i| format!(" ({i})")).unwrap_or_default();
+    Failure { title: "Session not started".into(), msg: format!("session {name} is {status}{why}") }
 }
 
 /// Runs `code` to its end, streaming its output (or printing one JSON object at the end), and returns its exit
@@ -463,9 +388,7 @@ async fn execute(client: &Client, session: &str, code: &str, json: bool) -> Resu
             show(item);
         }
     };
-    let result = client
-        .execute_to_end(session, request, on_output, &mut input)
-        .await;
+    let result = client.execute_to_end(session, request, on_output, &mut input).await;
     interrupter.abort();
     let result: ExecutionResult = result?;
     if json {
@@ -535,9 +458,7 @@ fn read_input_line(prompt: &str, json: bool) -> Option<String> {
 fn read_code(source: &str) -> Result<String, Failure> {
     if source == "-" {
         let mut code = String::new();
-        std::io::stdin()
-            .read_to_string(&mut code)
-            .map_err(|e| Failure::io("cannot read standard input".into(), e))?;
+        std::io::stdin().read_to_string(&mut code).map_err(|e| Failure::io("cannot read standard input".into(), e))?;
         Ok(code)
     } else {
         std::fs::read_to_string(source).map_err(|e| Failure::io(format!("cannot read {source}"), e))
@@ -577,11 +498,7 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[&str; N]]) {
         }
     }
     let line = |cells: &[&str; N]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(&header);
@@ -600,15 +517,9 @@ mod tests {
 
     #[test]
     fn run_takes_code_from_one_source() {
-        let cli =
-            Cli::try_parse_from(["bai", "run", "python", "-c", "print(6*7)", "--keep"]).unwrap();
-        let Command::Run(args) = cli.command else {
-            panic!("not run")
-        };
-        assert_eq!(
-            (args.code.as_deref(), args.keep),
-            (Some("print(6*7)"), true)
-        );
+        let cli = Cli::try_parse_from(["bai", "run", "python", "-c", "print(6*7)", "--keep"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!((args.code.as_deref(), args.keep), (Some("print(6*7)"), true));
         assert!(Cli::try_parse_from(["bai", "run", "python"]).is_err());
         assert!(Cli::try_parse_from(["bai", "run", "python", "-c", "x", "file.py"]).is_err());
         let cli = Cli::try_parse_from(["bai", "--json", "run", "python", "-"]).unwrap();
@@ -632,32 +543,13 @@ mod tests {
             "B=x=y",
         ])
         .unwrap();
-        let Command::Session(SessionCommand::Create {
-            image, resources, ..
-        }) = cli.command
-        else {
-            panic!()
-        };
+        let Command::Session(SessionCommand::Create { image, resources, .. }) = cli.command else { panic!() };
         let request = resources.request(&image, None).unwrap();
-        assert_eq!(
-            request.config.resources.get("mem"),
-            parse_amount("1g").unwrap()
-        );
-        assert_eq!(
-            request.config.resources.get("cpu"),
-            parse_amount("2").unwrap()
-        );
-        assert_eq!(
-            request.config.environ.get("B").map(String::as_str),
-            Some("x=y")
-        );
-        assert!(
-            Cli::try_parse_from(["bai", "session", "create", "python", "--mem", "lots"]).is_err()
-        );
-        assert!(
-            Cli::try_parse_from(["bai", "session", "create", "python", "--env", "novalue"])
-                .is_err()
-        );
+        assert_eq!(request.config.resources.get("mem"), parse_amount("1g").unwrap());
+        assert_eq!(request.config.resources.get("cpu"), parse_amount("2").unwrap());
+        assert_eq!(request.config.environ.get("B").map(String::as_str), Some("x=y"));
+        assert!(Cli::try_parse_from(["bai", "session", "create", "python", "--mem", "lots"]).is_err());
+        assert!(Cli::try_parse_from(["bai", "session", "create", "python", "--env", "novalue"]).is_err());
     }
 
     #[test]
@@ -679,9 +571,6 @@ mod tests {
                 msg: "session not found: s1".into(),
             },
         );
-        assert_eq!(
-            Failure::from(remote).to_string(),
-            "No such session: session not found: s1"
-        );
+        assert_eq!(Failure::from(remote).to_string(), "No such session: session not found: s1");
     }
 }

@@ -53,20 +53,13 @@ pub fn signed_headers(
     };
     let authorization = authorization_header(&config.access_key, &config.secret_key, &parts)?;
     let value = |what: &str, v: &str| {
-        HeaderValue::from_str(v).map_err(|_| Error::InvalidParams {
-            msg: format!("{what} is not a valid header value"),
-        })
+        HeaderValue::from_str(v)
+            .map_err(|_| Error::InvalidParams { msg: format!("{what} is not a valid header value") })
     };
     let mut headers = HeaderMap::new();
     headers.insert(DATE, value("the date", &date)?);
-    headers.insert(
-        HeaderName::from_static(X_BACKENDAI_DATE),
-        value("the date", &date)?,
-    );
-    headers.insert(
-        HeaderName::from_static(X_BACKENDAI_VERSION),
-        value("the API version", &config.api_version)?,
-    );
+    headers.insert(HeaderName::from_static(X_BACKENDAI_DATE), value("the date", &date)?);
+    headers.insert(HeaderName::from_static(X_BACKENDAI_VERSION), value("the API version", &config.api_version)?);
     if let Some(ct) = content_type {
         headers.insert(CONTENT_TYPE, value("the content type", ct)?);
     }

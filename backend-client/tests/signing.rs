@@ -45,14 +45,8 @@ fn server_check(
 fn a_json_request_verifies() {
     let url = Url::parse("http://127.0.0.1:8081/session?owner_access_key=AKIAOTHER").unwrap();
     let now = Utc::now();
-    let headers = signed_headers(
-        &config("http://127.0.0.1:8081"),
-        &Method::POST,
-        &url,
-        Some("application/json"),
-        now,
-    )
-    .unwrap();
+    let headers =
+        signed_headers(&config("http://127.0.0.1:8081"), &Method::POST, &url, Some("application/json"), now).unwrap();
     assert_eq!(header(&headers, CONTENT_TYPE), "application/json");
     assert_eq!(header(&headers, X_BACKENDAI_VERSION), API_VERSION);
     assert_eq!(header(&headers, DATE), header(&headers, X_BACKENDAI_DATE));
@@ -68,90 +62,31 @@ fn a_json_request_verifies() {
 fn a_request_without_a_body_signs_an_empty_content_type() {
     let url = Url::parse("http://example.com/session/s1?forced=true").unwrap();
     let now = Utc::now();
-    let headers = signed_headers(
-        &config("http://example.com"),
-        &Method::DELETE,
-        &url,
-        None,
-        now,
-    )
-    .unwrap();
+    let headers = signed_headers(&config("http://example.com"), &Method::DELETE, &url, None, now).unwrap();
     assert!(headers.get(CONTENT_TYPE).is_none());
     // The default port is not part of the host the server sees.
     assert_eq!(host_of(&url), "example.com");
-    server_check(
-        "DELETE",
-        "example.com",
-        "/session/s1?forced=true",
-        &headers,
-        SECRET_KEY,
-        now,
-    )
-    .unwrap();
+    server_check("DELETE", "example.com", "/session/s1?forced=true", &headers, SECRET_KEY, now).unwrap();
 }
 
 #[test]
 fn tampering_with_any_signed_part_fails() {
     let url = Url::parse("http://127.0.0.1:8081/session/s1").unwrap();
     let now = Utc::now();
-    let headers = signed_headers(
-        &config("http://127.0.0.1:8081"),
-        &Method::POST,
-        &url,
-        Some("application/json"),
-        now,
-    )
-    .unwrap();
+    let headers =
+        signed_headers(&config("http://127.0.0.1:8081"), &Method::POST, &url, Some("application/json"), now).unwrap();
     let check = |method: &str, host: &str, path: &str, secret: &str, at| {
         server_check(method, host, path, &headers, secret, at).is_ok()
     };
-    assert!(check(
-        "POST",
-        "127.0.0.1:8081",
-        "/session/s1",
-        SECRET_KEY,
-        now
-    ));
-    assert!(!check(
-        "GET",
-        "127.0.0.1:8081",
-        "/session/s1",
-        SECRET_KEY,
-        now
-    ));
+    assert!(check("POST", "127.0.0.1:8081", "/session/s1", SECRET_KEY, now));
+    assert!(!check("GET", "127.0.0.1:8081", "/session/s1", SECRET_KEY, now));
     assert!(!check("POST", "127.0.0.1", "/session/s1", SECRET_KEY, now));
-    assert!(!check(
-        "POST",
-        "127.0.0.1:8081",
-        "/session/s2",
-        SECRET_KEY,
-        now
-    ));
-    assert!(!check(
-        "POST",
-        "127.0.0.1:8081",
-        "/session/s1",
-        "another secret",
-        now
-    ));
-    assert!(!check(
-        "POST",
-        "127.0.0.1:8081",
-        "/session/s1",
-        SECRET_KEY,
-        now + Duration::minutes(16)
-    ));
+    assert!(!check("POST", "127.0.0.1:8081", "/session/s2", SECRET_KEY, now));
+    assert!(!check("POST", "127.0.0.1:8081", "/session/s1", "another secret", now));
+    assert!(!check("POST", "127.0.0.1:8081", "/session/s1", SECRET_KEY, now + Duration::minutes(16)));
     let mut other_type = headers.clone();
     other_type.insert(CONTENT_TYPE, "text/plain".parse().unwrap());
-    assert!(server_check(
-        "POST",
-        "127.0.0.1:8081",
-        "/session/s1",
-        &other_type,
-        SECRET_KEY,
-        now
-    )
-    .is_err());
+    assert!(server_check("POST", "127.0.0.1:8081", "/session/s1", &other_type, SECRET_KEY, now).is_err());
 }
 
 #[test]
@@ -159,23 +94,8 @@ fn a_date_just_after_midnight_verifies() {
     // The signing key's day is read back from the date header, so a day boundary changes nothing.
     let now = Utc.with_ymd_and_hms(2026, 11, 28, 0, 5, 0).unwrap();
     let url = Url::parse("http://127.0.0.1:8081/session").unwrap();
-    let headers = signed_headers(
-        &config("http://127.0.0.1:8081"),
-        &Method::GET,
-        &url,
-        None,
-        now,
-    )
-    .unwrap();
-    server_check(
-        "GET",
-        "127.0.0.1:8081",
-        "/session",
-        &headers,
-        SECRET_KEY,
-        now,
-    )
-    .unwrap();
+    let headers = signed_headers(&config("http://127.0.0.1:8081"), &Method::GET, &url, None, now).unwrap();
+    server_check("GET", "127.0.0.1:8081", "/session", &headers, SECRET_KEY, now).unwrap();
 }
 
 #[test]
@@ -186,13 +106,5 @@ fn the_configured_api_version_is_sent_and_signed() {
     let now = Utc::now();
     let headers = signed_headers(&config, &Method::GET, &url, None, now).unwrap();
     assert_eq!(header(&headers, X_BACKENDAI_VERSION), "v6.20220615");
-    server_check(
-        "GET",
-        "127.0.0.1:8081",
-        "/session",
-        &headers,
-        SECRET_KEY,
-        now,
-    )
-    .unwrap();
+    server_check("GET", "127.0.0.1:8081", "/session", &headers, SECRET_KEY, now).unwrap();
 }

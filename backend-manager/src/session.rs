@@ -251,7 +251,7 @@ impl Manager {
             }
             None => wait.await,
         }
-        let now = self.store.session(session_id).await?.ok_or_else(|| Error::SessionNotFound { name })?;
+        let now = self.store.session(session_id).await?.ok_or(Error::SessionNotFound { name })?;
         Ok((true, response(&now, true)))
     }
 

@@ -112,10 +112,7 @@ impl Outbox {
                 self.queue.pop_front();
                 None
             }
-            Item::Ready => Some(RunnerEvent::Ready {
-                lang: self.lang.clone(),
-                active_run: self.active_run.clone(),
-            }),
+            Item::Ready => Some(RunnerEvent::Ready { lang: self.lang.clone(), active_run: self.active_run.clone() }),
             Item::Event(ev) => Some(ev.clone()),
         }
     }
@@ -123,14 +120,10 @@ impl Outbox {
     fn pop_front(&mut self) {
         if let Some(Item::Event(ev)) = self.queue.pop_front() {
             match ev {
-                RunnerEvent::Finished { run_id, .. }
-                    if self.active_run.as_ref() == Some(&run_id) =>
-                {
+                RunnerEvent::Finished { run_id, .. } if self.active_run.as_ref() == Some(&run_id) => {
                     self.active_run = None;
                 }
-                RunnerEvent::Output { data, .. } => {
-                    self.queued_output -= data.len().min(self.queued_output)
-                }
+                RunnerEvent::Output { data, .. } => self.queued_output -= data.len().min(self.queued_output),
                 _ => {}
             }
         }
@@ -161,20 +154,14 @@ impl Outbox {
         match ev {
             // Answers to requests of an agent that is gone.
             RunnerEvent::Completion { .. } | RunnerEvent::Error { .. } => false,
-            RunnerEvent::Output { run_id, data, .. }
-                if self.queued_output + data.len() > DISCONNECTED_OUTPUT_LIMIT =>
-            {
+            RunnerEvent::Output { run_id, data, .. } if self.queued_output + data.len() > DISCONNECTED_OUTPUT_LIMIT => {
                 if !self.dropping {
                     self.dropping = true;
                     let data = format!(
                         "\n[backend-kernel-runner: output dropped here: more than {DISCONNECTED_OUTPUT_LIMIT} bytes \
                          while no agent was connected]\n"
                     );
-                    let note = RunnerEvent::Output {
-                        run_id: run_id.clone(),
-                        stream: Stream::Stderr,
-                        data,
-                    };
+                    let note = RunnerEvent::Output { run_id: run_id.clone(), stream: Stream::Stderr, data };
                     self.queue.push_back(Item::Event(note));
                 }
                 false

@@ -43,18 +43,9 @@ pub fn split_str(s: &str, max: usize) -> Vec<&str> {
 }
 
 /// Sends `Output` events for `data`, split to the frame limit. Send errors mean the runner is shutting down.
-pub async fn emit_output(
-    events: &mpsc::Sender<RunnerEvent>,
-    run_id: &str,
-    stream: Stream,
-    data: &str,
-) {
+pub async fn emit_output(events: &mpsc::Sender<RunnerEvent>, run_id: &str, stream: Stream, data: &str) {
     for piece in split_str(data, CHUNK) {
-        let ev = RunnerEvent::Output {
-            run_id: run_id.to_owned(),
-            stream,
-            data: piece.to_owned(),
-        };
+        let ev = RunnerEvent::Output { run_id: run_id.to_owned(), stream, data: piece.to_owned() };
         if events.send(ev).await.is_err() {
             return;
         }
@@ -91,12 +82,7 @@ pub struct PipeOutput {
 impl PipeOutput {
     /// Takes over the pipes (either may be absent).
     pub fn new(stdout: Option<ChildStdout>, stderr: Option<ChildStderr>) -> Self {
-        Self {
-            stdout,
-            stderr,
-            bufs: [Vec::new(), Vec::new()],
-            deadline: None,
-        }
+        Self { stdout, stderr, bufs: [Vec::new(), Vec::new()], deadline: None }
     }
 
     /// Reads until something should be emitted (a full chunk, or buffered bytes older than [`FLUSH_INTERVAL`]).
@@ -147,11 +133,7 @@ impl PipeOutput {
         for (buf, stream) in self.bufs.iter_mut().zip([Stream::Stdout, Stream::Stderr]) {
             while !buf.is_empty() {
                 let end = buf.len().min(CHUNK);
-                let mut cut = if all && end == buf.len() {
-                    end
-                } else {
-                    utf8_prefix(&buf[..end])
-                };
+                let mut cut = if all && end == buf.len() { end } else { utf8_prefix(&buf[..end]) };
                 if cut == 0 {
                     if end < buf.len() || all {
                         cut = end; // not valid UTF-8 anyway: let the lossy conversion mark it

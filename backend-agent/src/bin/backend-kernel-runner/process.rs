@@ -74,12 +74,7 @@ pub fn start_shell(
 }
 
 /// Starts a batch run: clean, build, exec, each when present (blank counts as absent).
-pub fn start_batch(
-    run_id: String,
-    options: BatchOptions,
-    cfg: Arc<Config>,
-    sinks: Sinks,
-) -> Arc<ProcessControl> {
+pub fn start_batch(run_id: String, options: BatchOptions, cfg: Arc<Config>, sinks: Sinks) -> Arc<ProcessControl> {
     let control = Arc::new(ProcessControl::default());
     let ctl = control.clone();
     tokio::spawn(async move {
@@ -89,22 +84,12 @@ pub fn start_batch(
     control
 }
 
-async fn run_batch(
-    run_id: &str,
-    options: &BatchOptions,
-    cfg: &Config,
-    sinks: &Sinks,
-    ctl: &ProcessControl,
-) -> i32 {
+async fn run_batch(run_id: &str, options: &BatchOptions, cfg: &Config, sinks: &Sinks, ctl: &ProcessControl) -> i32 {
     let present = |c: &Option<String>| c.clone().filter(|c| !c.trim().is_empty());
     type StepEvent = fn(String, i32) -> RunnerEvent;
     let steps: [(Option<String>, StepEvent); 2] = [
-        (present(&options.clean), |run_id, exit_code| {
-            RunnerEvent::CleanFinished { run_id, exit_code }
-        }),
-        (present(&options.build), |run_id, exit_code| {
-            RunnerEvent::BuildFinished { run_id, exit_code }
-        }),
+        (present(&options.clean), |run_id, exit_code| RunnerEvent::CleanFinished { run_id, exit_code }),
+        (present(&options.build), |run_id, exit_code| RunnerEvent::BuildFinished { run_id, exit_code }),
     ];
     for (command, finished) in steps {
         let Some(command) = command else { continue };
@@ -139,21 +124,14 @@ async fn run_command(
     cmd.arg("-c")
         .arg(command)
         .current_dir(&cfg.workdir)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            let msg = format!(
-                "backend-kernel-runner: cannot start /bin/sh in {}: {e}\n",
-                cfg.workdir.display()
-            );
+            let msg = format!("backend-kernel-runner: cannot start /bin/sh in {}: {e}\n", cfg.workdir.display());
             emit_output(&sinks.events, run_id, Stream::Stderr, &msg).await;
             return CANNOT_START;
         }
@@ -177,9 +155,7 @@ async fn run_command(
     pipes.drain_now();
     emit_chunks(&mut pipes, run_id, true, sinks).await;
     match status {
-        Ok(status) => status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        Ok(status) => status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
         Err(e) => {
             let msg = format!("backend-kernel-runner: lost the command: {e}\n");
             emit_output(&sinks.events, run_id, Stream::Stderr, &msg).await;

@@ -64,8 +64,7 @@ impl Interpreter {
                 .stdin(Stdio::from(OwnedFd::from(theirs)))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
-                // Its own group: a Ctrl-C meant for the agent's terminal must not interrupt user code.
-                .process_group(0)
+                // It stays in the runner's process group: whoever stops the kernel by its group stops it too.
                 .kill_on_drop(true);
             cmd.spawn()?
             // `cmd` drops here with our copy of the child's socket end; otherwise its exit would never read as EOF.
@@ -78,12 +77,7 @@ impl Interpreter {
         tokio::spawn(write_control(write, control_rx));
         let pipes = PipeOutput::new(child.stdout.take(), child.stderr.take());
         tokio::spawn(serve(child, read, pipes, runs_rx, generation, sinks));
-        Ok(Self {
-            generation,
-            pid,
-            control,
-            runs,
-        })
+        Ok(Self { generation, pid, control, runs })
     }
 
     /// Hands a run to the interpreter; false when it is gone (the caller starts a fresh one).
@@ -95,10 +89,7 @@ impl Interpreter {
     /// Answers a pending `input()`; the text `"\u{4}"` (Ctrl-D) is end of file.
     pub fn send_input(&self, text: &str) {
         let eof = text == "\u{4}";
-        self.send(&ToPython::Input {
-            text: if eof { "" } else { text },
-            eof,
-        });
+        self.send(&ToPython::Input { text: if eof { "" } else { text }, eof });
     }
 
     /// Asks for completions; the answer arrives as a `Completion` event.
@@ -166,9 +157,7 @@ async fn serve(
         current = Some(id);
     }
     let code = match child.wait().await {
-        Ok(status) => status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        Ok(status) => status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
         Err(_) => -1,
     };
     pipes.drain_now();
@@ -184,12 +173,7 @@ async fn serve(
     }
 }
 
-async fn handle_line(
-    line: &str,
-    current: &mut Option<String>,
-    pipes: &mut PipeOutput,
-    sinks: &Sinks,
-) {
+async fn handle_line(line: &str, current: &mut Option<String>, pipes: &mut PipeOutput, sinks: &Sinks) {
     let Ok(msg) = serde_json::from_str::<FromPython>(line) else {
         return;
     };
@@ -217,10 +201,7 @@ async fn handle_line(
             emit_pipes(pipes, Some(&run_id), true, sinks).await;
             // The request side learns first, so an Input answering the event below always finds the run waiting.
             let _ = sinks.internal.send(Internal::WaitingInput(run_id.clone()));
-            let _ = sinks
-                .events
-                .send(RunnerEvent::WaitingInput { run_id, prompt })
-                .await;
+            let _ = sinks.events.send(RunnerEvent::WaitingInput { run_id, prompt }).await;
         }
         FromPython::Done { id, code } => {
             if current.as_deref() != Some(id.as_str()) {

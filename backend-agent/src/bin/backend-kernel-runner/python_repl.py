@@ -356,11 +356,25 @@ def _exit_code(e):
     return 1
 
 
+def _without_repl_frames(te, seen):
+    # The REPL's own frames (running the cell, or a deferred KeyboardInterrupt raised in its writer) are noise.
+    if te is None or id(te) in seen:
+        return
+    seen.add(id(te))
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != _OWN_FILE])
+    _without_repl_frames(te.__cause__, seen)
+    _without_repl_frames(te.__context__, seen)
+    for sub in getattr(te, "exceptions", None) or ():
+        _without_repl_frames(sub, seen)
+
+
 def _print_exception(e):
-    tb = e.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == _OWN_FILE:
-        tb = tb.tb_next  # the REPL's own frames are noise to the user
-    _stderr.write("".join(traceback.format_exception(type(e), e, tb)))
+    try:
+        te = traceback.TracebackException(type(e), e, e.__traceback__, compact=True)
+    except TypeError:  # Python < 3.10
+        te = traceback.TracebackException(type(e), e, e.__traceback__)
+    _without_repl_frames(te, set())
+    _stderr.write("".join(te.format()))
 
 
 def _run_code(code, filename):
