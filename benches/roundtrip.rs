@@ -80,7 +80,8 @@ async fn main() -> anyhow::Result<()> {
     row("session destroy", destroy);
 
     // Round trip on one session, and the runner alone (the agent's own connection, no HTTP) as the baseline.
-    let req = CreateSessionRequest { image: Some("python".into()), name: Some("bench-exec".into()), ..Default::default() };
+    let req =
+        CreateSessionRequest { image: Some("python".into()), name: Some("bench-exec".into()), ..Default::default() };
     client.create_session(&req).await?;
     for _ in 0..20 {
         client.execute("bench-exec", &query("print(1)")).await?;
@@ -110,7 +111,8 @@ async fn main() -> anyhow::Result<()> {
         let names: Vec<String> = (0..sessions).map(|i| format!("bench-par-{sessions}-{i}")).collect();
         let starts = names.iter().map(|name| {
             let client = client.clone();
-            let req = CreateSessionRequest { image: Some("python".into()), name: Some(name.clone()), ..Default::default() };
+            let req =
+                CreateSessionRequest { image: Some("python".into()), name: Some(name.clone()), ..Default::default() };
             async move { client.create_session(&req).await }
         });
         for r in futures::future::join_all(starts).await {

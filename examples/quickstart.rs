@@ -39,18 +39,29 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     let created = client.create_session(&request).await?;
-    println!("\ncreated session {} ({}) in {:.1} ms: {}", created.session_name, created.session_id, t.elapsed().as_secs_f64() * 1e3, created.status);
+    println!(
+        "\ncreated session {} ({}) in {:.1} ms: {}",
+        created.session_name,
+        created.session_id,
+        t.elapsed().as_secs_f64() * 1e3,
+        created.status
+    );
 
     let mut no_input = |_: &str| None;
     for cell in ["greeting = 'Hello from a persistent interpreter'\nx = 6", "print(greeting, x * 7)"] {
         println!("\n>>> {}", cell.replace('\n', "\n... "));
         let t = Instant::now();
         let code = client
-            .run_code(&created.session_name, cell, |item| match item {
-                ConsoleItem::Stdout(s) => print!("{s}"),
-                ConsoleItem::Stderr(s) => eprint!("{s}"),
-                _ => {}
-            }, &mut no_input)
+            .run_code(
+                &created.session_name,
+                cell,
+                |item| match item {
+                    ConsoleItem::Stdout(s) => print!("{s}"),
+                    ConsoleItem::Stderr(s) => eprint!("{s}"),
+                    _ => {}
+                },
+                &mut no_input,
+            )
             .await?;
         println!("[exit code {code}, {:.1} ms]", t.elapsed().as_secs_f64() * 1e3);
     }

@@ -224,9 +224,10 @@ impl KernelConn {
                 run_id
             }
             ExecuteMode::Continue | ExecuteMode::Input => {
-                let run_id = req.run_id.clone().ok_or_else(|| Error::InvalidParams {
-                    msg: "runId is required for continue and input".into(),
-                })?;
+                let run_id = req
+                    .run_id
+                    .clone()
+                    .ok_or_else(|| Error::InvalidParams { msg: "runId is required for continue and input".into() })?;
                 {
                     let mut st = self.state.lock().expect("run state");
                     if st.run_id.as_deref() != Some(run_id.as_str()) {

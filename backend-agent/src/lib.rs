@@ -195,7 +195,11 @@ impl Agent {
 
 /// Serves the agent on `listener` until `shutdown` resolves: re-attaches to surviving kernels, sends heartbeats, and
 /// answers RPC calls. Kernels keep running after shutdown (the next start re-attaches to them).
-pub async fn run(agent: Arc<Agent>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    agent: Arc<Agent>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let local = listener.local_addr().map_err(|e| Error::io("reading the listener address", e))?;
     let addr = agent.config.advertised_addr.clone().unwrap_or_else(|| format!("http://{local}"));
     let reattached = agent.reattach().await?;

@@ -58,14 +58,12 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
         .and(authed.clone())
         .and(with_agent.clone())
         .map(|agent: Arc<Agent>| json_reply(StatusCode::OK, &agent.kernels.handles()));
-    let destroy = kernel
-        .and(warp::delete())
-        .and(authed.clone())
-        .and(with_agent.clone())
-        .and(warp::query::<DestroyQuery>())
-        .then(|id: KernelId, agent: Arc<Agent>, q: DestroyQuery| async move {
-            reply(agent.destroy_kernel(id, q.forced).await, StatusCode::OK)
-        });
+    let destroy =
+        kernel.and(warp::delete()).and(authed.clone()).and(with_agent.clone()).and(warp::query::<DestroyQuery>()).then(
+            |id: KernelId, agent: Arc<Agent>, q: DestroyQuery| async move {
+                reply(agent.destroy_kernel(id, q.forced).await, StatusCode::OK)
+            },
+        );
     let execute = warp::path!("v1" / "kernels" / KernelId / "execute")
         .and(warp::post())
         .and(authed.clone())
@@ -82,14 +80,24 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
         .then(|id: KernelId, agent: Arc<Agent>| async move {
             reply(agent.interrupt(id).await.map(|()| serde_json::json!({})), StatusCode::OK)
         });
-    let logs = warp::path!("v1" / "kernels" / KernelId / "logs")
-        .and(warp::get())
-        .and(authed)
-        .and(with_agent)
-        .then(|id: KernelId, agent: Arc<Agent>| async move {
+    let logs = warp::path!("v1" / "kernels" / KernelId / "logs").and(warp::get()).and(authed).and(with_agent).then(
+        |id: KernelId, agent: Arc<Agent>| async move {
             reply(agent.runtime.logs(id).await.map(|logs| serde_json::json!({ "logs": logs })), StatusCode::OK)
-        });
-    create.or(list).unify().or(destroy).unify().or(execute).unify().or(interrupt).unify().or(logs).unify().recover(recover).unify()
+        },
+    );
+    create
+        .or(list)
+        .unify()
+        .or(destroy)
+        .unify()
+        .or(execute)
+        .unify()
+        .or(interrupt)
+        .unify()
+        .or(logs)
+        .unify()
+        .recover(recover)
+        .unify()
 }
 
 fn reply<T: Serialize>(result: Result<T>, status: StatusCode) -> Response {

@@ -212,7 +212,8 @@ impl SessionInfo {
     /// Builds the answer from records.
     pub fn from_records(s: &SessionRecord, kernels: &[KernelRecord], now: chrono::DateTime<chrono::Utc>) -> Self {
         let occupied = kernels.iter().fold(ResourceSlots::new(), |acc, k| acc + k.occupied_slots.clone());
-        let mut agents: Vec<String> = kernels.iter().filter_map(|k| k.agent_id.as_ref().map(|a| a.to_string())).collect();
+        let mut agents: Vec<String> =
+            kernels.iter().filter_map(|k| k.agent_id.as_ref().map(|a| a.to_string())).collect();
         agents.dedup();
         let end = s.terminated_at.unwrap_or(now);
         Self {
@@ -386,7 +387,8 @@ impl<'de> Deserialize<'de> for ConsoleItem {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let (kind, data): (String, serde_json::Value) = Deserialize::deserialize(d)?;
-        let text = |v: serde_json::Value| v.as_str().map(str::to_owned).ok_or_else(|| D::Error::custom("text expected"));
+        let text =
+            |v: serde_json::Value| v.as_str().map(str::to_owned).ok_or_else(|| D::Error::custom("text expected"));
         Ok(match kind.as_str() {
             "stdout" => ConsoleItem::Stdout(text(data)?),
             "stderr" => ConsoleItem::Stderr(text(data)?),
@@ -461,14 +463,12 @@ mod tests {
 
     #[test]
     fn console_items_are_pairs() {
-        let items = vec![
-            ConsoleItem::Stdout("1\n".into()),
-            ConsoleItem::Media("image/png".into(), "AAA".into()),
-        ];
+        let items = vec![ConsoleItem::Stdout("1\n".into()), ConsoleItem::Media("image/png".into(), "AAA".into())];
         let v = serde_json::to_value(&items).unwrap();
         assert_eq!(v, serde_json::json!([["stdout", "1\n"], ["media", ["image/png", "AAA"]]]));
         assert_eq!(serde_json::from_value::<Vec<ConsoleItem>>(v).unwrap(), items);
-        let r: ExecuteRequest = serde_json::from_value(serde_json::json!({"mode": "query", "code": "x", "runId": null})).unwrap();
+        let r: ExecuteRequest =
+            serde_json::from_value(serde_json::json!({"mode": "query", "code": "x", "runId": null})).unwrap();
         assert_eq!(r.run_id, None);
     }
 }

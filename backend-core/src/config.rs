@@ -104,7 +104,11 @@ impl ConfigStore for LocalConfigStore {
 
     async fn get_prefix(&self, prefix: &str) -> Result<BTreeMap<String, String>> {
         let values = self.values.lock().expect("config lock");
-        Ok(values.range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(values
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     async fn put(&self, key: &str, value: &str) -> Result<()> {
@@ -166,7 +170,10 @@ mod tests {
 
     #[tokio::test]
     async fn loads_nested_toml() {
-        let store = LocalConfigStore::from_toml("[config]\nagent-token = \"t\"\n[volumes.default]\npath = \"/srv\"\nquota = 5\n").unwrap();
+        let store = LocalConfigStore::from_toml(
+            "[config]\nagent-token = \"t\"\n[volumes.default]\npath = \"/srv\"\nquota = 5\n",
+        )
+        .unwrap();
         assert_eq!(store.get("config/agent-token").await.unwrap().as_deref(), Some("t"));
         assert_eq!(store.get("volumes/default/quota").await.unwrap().as_deref(), Some("5"));
         assert_eq!(store.get_prefix("volumes/").await.unwrap().len(), 2);

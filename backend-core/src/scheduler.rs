@@ -137,22 +137,25 @@ impl AgentSelector for Dispersed {
         let mut trial: Vec<AgentSnapshot> = agents.iter().filter(|a| a.serves(session)).cloned().collect();
         let mut placements = Vec::with_capacity(session.kernels.len());
         for (kernel_id, want) in &session.kernels {
-            let best = trial
-                .iter_mut()
-                .filter(|a| (a.occupied.clone() + want.clone()).fits_in(&a.available))
-                .max_by(|a, b| {
+            let best = trial.iter_mut().filter(|a| (a.occupied.clone() + want.clone()).fits_in(&a.available)).max_by(
+                |a, b| {
                     let score = |s: &AgentSnapshot| {
                         let free = s.free();
                         want.names()
                             .map(|k| {
                                 let cap = s.available.get(k);
-                                if cap.is_zero() { rust_decimal::Decimal::ZERO } else { free.get(k) / cap }
+                                if cap.is_zero() {
+                                    rust_decimal::Decimal::ZERO
+                                } else {
+                                    free.get(k) / cap
+                                }
                             })
                             .min()
                             .unwrap_or_else(|| free.iter().map(|(_, v)| v).sum())
                     };
                     score(a).cmp(&score(b)).then_with(|| b.id.cmp(&a.id))
-                })?;
+                },
+            )?;
             best.occupied = best.occupied.clone() + want.clone();
             placements.push(Placement { kernel_id: *kernel_id, agent_id: best.id.clone() });
         }

@@ -271,8 +271,7 @@ mod tests {
             assert!(!S::Terminated.can_transition_to(to));
             assert!(!S::Cancelled.can_transition_to(to));
         }
-        let allowed: usize =
-            S::ALL.iter().map(|f| S::ALL.iter().filter(|t| f.can_transition_to(**t)).count()).sum();
+        let allowed: usize = S::ALL.iter().map(|f| S::ALL.iter().filter(|t| f.can_transition_to(**t)).count()).sum();
         assert_eq!(allowed, 5 + 5 + 8 + 8 + 3 + 5 + 5 + 4 + 2 + 2, "every edge of the table, no more");
         assert_eq!(K::Running.transition(K::Pending).unwrap_err().kind(), crate::error::ErrorKind::Conflict);
     }

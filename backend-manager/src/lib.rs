@@ -143,7 +143,11 @@ pub async fn serve(manager: Arc<Manager>, listener: TcpListener, shutdown: impl 
 }
 
 /// Serves the manager on `listener` until `shutdown` resolves, with its background work running beside the API.
-pub async fn run(manager: Arc<Manager>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    manager: Arc<Manager>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let _background = start_background(&manager).await?;
     serve(manager, listener, shutdown).await;
     Ok(())

@@ -96,7 +96,10 @@ async fn main() -> anyhow::Result<()> {
                 KeypairCommand::List => {
                     println!("{:<22} {:<11} {:<7} {:<10} user", "access_key", "role", "active", "rate_limit");
                     for kp in store.list_keypairs().await? {
-                        println!("{:<22} {:<11} {:<7} {:<10} {}", kp.access_key, kp.role, kp.is_active, kp.rate_limit, kp.user_id);
+                        println!(
+                            "{:<22} {:<11} {:<7} {:<10} {}",
+                            kp.access_key, kp.role, kp.is_active, kp.rate_limit, kp.user_id
+                        );
                     }
                 }
                 KeypairCommand::Revoke { access_key } => {

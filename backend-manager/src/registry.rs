@@ -61,7 +61,9 @@ impl Manager {
         let running: HashSet<KernelId> = running.into_iter().map(|h| h.kernel_id).collect();
         for k in recorded {
             // Kernels still being created are the start path's business.
-            if running.contains(&k.id) || matches!(k.status, KernelStatus::Scheduled | KernelStatus::Preparing | KernelStatus::Creating) {
+            if running.contains(&k.id)
+                || matches!(k.status, KernelStatus::Scheduled | KernelStatus::Preparing | KernelStatus::Creating)
+            {
                 continue;
             }
             self.end_kernel(k.id, None, "kernel-lost: not running on its agent after a restart").await;
@@ -93,7 +95,8 @@ impl Manager {
     /// `agent-lost`.
     pub async fn check_liveness(&self) -> backend_core::Result<usize> {
         let now = Utc::now();
-        let timeout = chrono::Duration::from_std(self.config.heartbeat_timeout).unwrap_or(chrono::Duration::seconds(30));
+        let timeout =
+            chrono::Duration::from_std(self.config.heartbeat_timeout).unwrap_or(chrono::Duration::seconds(30));
         let mut lost = 0;
         for agent in self.store.list_agents().await? {
             if agent.status != AgentStatus::Alive {

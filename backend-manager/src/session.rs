@@ -112,11 +112,17 @@ impl Manager {
 
     /// Validates and records a new session, then waits as the request asks. Answers whether a session was created
     /// (false when an existing one was reused) and the response body.
-    pub async fn create_session(&self, caller: &KeyPair, req: CreateSessionRequest) -> Result<(bool, CreateSessionResponse)> {
+    pub async fn create_session(
+        &self,
+        caller: &KeyPair,
+        req: CreateSessionRequest,
+    ) -> Result<(bool, CreateSessionResponse)> {
         let owner = acting_for(self, caller, req.owner_access_key.as_deref()).await?;
-        let image_ref = req.image.clone().filter(|i| !i.trim().is_empty()).ok_or_else(|| Error::InvalidParams {
-            msg: "`image` is required".into(),
-        })?;
+        let image_ref = req
+            .image
+            .clone()
+            .filter(|i| !i.trim().is_empty())
+            .ok_or_else(|| Error::InvalidParams { msg: "`image` is required".into() })?;
         let name = match &req.name {
             Some(n) if valid_name(n) => n.clone(),
             Some(n) => {
@@ -346,11 +352,7 @@ impl Manager {
             }
         };
         let result = if exit_code == 0 { SessionResult::Success } else { SessionResult::Failure };
-        let change = SessionChange {
-            status: SessionStatus::Running,
-            status_info: None,
-            result: Some(result),
-        };
+        let change = SessionChange { status: SessionStatus::Running, status_info: None, result: Some(result) };
         let _ = self.store.update_session(session.id, change, Utc::now()).await;
         let event = if exit_code == 0 { "session_success" } else { "session_failure" };
         let _ = self
@@ -399,7 +401,8 @@ impl Manager {
         let stops = kernels.into_iter().filter(|k| !k.status.is_dead()).map(|k| async move {
             let mut exit_code = None;
             if k.status.can_transition_to(KernelStatus::Terminating) {
-                let _ = self.change_kernel(k.id, KernelChange::status(KernelStatus::Terminating, reason.to_owned())).await;
+                let _ =
+                    self.change_kernel(k.id, KernelChange::status(KernelStatus::Terminating, reason.to_owned())).await;
                 if let Some(addr) = &k.agent_addr {
                     match self.agents.destroy_kernel(addr, k.id, forced).await {
                         Ok(exit) => exit_code = exit.exit_code,
@@ -408,7 +411,8 @@ impl Manager {
                 }
             }
             let end = if k.status == KernelStatus::Creating { KernelStatus::Error } else { KernelStatus::Terminated };
-            let change = KernelChange { status: end, status_info: Some(reason.to_owned()), container_id: None, exit_code };
+            let change =
+                KernelChange { status: end, status_info: Some(reason.to_owned()), container_id: None, exit_code };
             let _ = self.change_kernel(k.id, change).await;
             (k.id.to_string(), serde_json::json!({ "exitCode": exit_code }))
         });

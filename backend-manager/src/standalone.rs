@@ -71,7 +71,9 @@ pub const CREDENTIALS_FILE: &str = "credentials.env";
 async fn admin_keypair(store: &dyn MetadataStore, file: &Path) -> anyhow::Result<KeyPair> {
     if let Ok(text) = tokio::fs::read_to_string(file).await {
         let value = |key: &str| {
-            text.lines().find_map(|l| l.trim().trim_start_matches("export ").strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
+            text.lines().find_map(|l| {
+                l.trim().trim_start_matches("export ").strip_prefix(key)?.strip_prefix('=').map(str::to_owned)
+            })
         };
         if let Some(ak) = value("BACKEND_ACCESS_KEY") {
             if let Some(kp) = store.keypair(&ak.as_str().into()).await? {
@@ -170,27 +172,20 @@ impl Standalone {
         let credentials_file = data.join(CREDENTIALS_FILE);
         let admin = admin_keypair(store.as_ref(), &credentials_file).await?;
         write_credentials(&credentials_file, &endpoint, &admin)?;
-        Ok(Self {
-            endpoint,
-            admin,
-            credentials_file,
-            manager,
-            agent,
-            runtime,
-            stop,
-            tasks,
-            _background: background,
-        })
+        Ok(Self { endpoint, admin, credentials_file, manager, agent, runtime, stop, tasks, _background: background })
     }
 
     /// Stops the servers and kills the kernels without recording their end, as a stopped process would: the next
     /// start finds the records and marks those kernels terminated.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for handle in self.runtime.list_kernels().await.unwrap_or_default() {
-            let _ = self.runtime.destroy_kernel(handle.kernel_id, true).await;
+        let Self { runtime, stop, tasks, _background: background, .. } = self;
+        let _ = stop.send(true);
+        // The registry goes first, so the kernels' deaths below are not recorded, as with a killed process.
+        drop(background);
+        for handle in runtime.list_kernels().await.unwrap_or_default() {
+            let _ = runtime.destroy_kernel(handle.kernel_id, true).await;
         }
-        for task in self.tasks {
+        for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }

@@ -15,10 +15,26 @@ async fn refusals_have_the_right_status_and_leave_nothing() {
         (json!({"name": "no-image"}), 400, "invalid-api-params"),
         (json!({"image": "ruby:3", "name": "unknown-image"}), 404, "image-not-found"),
         (json!({"image": "python", "name": "x"}), 400, "invalid-api-params"),
-        (json!({"image": "python", "name": "neg-cpu", "config": {"resources": {"cpu": -1}}}), 400, "invalid-api-params"),
-        (json!({"image": "python", "name": "huge-mem", "config": {"resources": {"mem": "900p"}}}), 400, "invalid-api-params"),
-        (json!({"image": "python", "name": "odd-slot", "config": {"resources": {"cuda.device": 1}}}), 400, "invalid-api-params"),
-        (json!({"image": "python", "name": "many-cpus", "config": {"resources": {"cpu": 64}}}), 400, "invalid-api-params"),
+        (
+            json!({"image": "python", "name": "neg-cpu", "config": {"resources": {"cpu": -1}}}),
+            400,
+            "invalid-api-params",
+        ),
+        (
+            json!({"image": "python", "name": "huge-mem", "config": {"resources": {"mem": "900p"}}}),
+            400,
+            "invalid-api-params",
+        ),
+        (
+            json!({"image": "python", "name": "odd-slot", "config": {"resources": {"cuda.device": 1}}}),
+            400,
+            "invalid-api-params",
+        ),
+        (
+            json!({"image": "python", "name": "many-cpus", "config": {"resources": {"cpu": 64}}}),
+            400,
+            "invalid-api-params",
+        ),
         (json!({"image": "python", "name": "zero-cluster", "clusterSize": 0}), 400, "invalid-api-params"),
         (json!({"image": "python", "name": "bad-type", "type": "forever"}), 400, "invalid-api-params"),
         (json!({"image": 42, "name": "wrong-type"}), 400, "invalid-api-params"),
@@ -79,7 +95,8 @@ async fn unauthorised_requests_are_refused() {
     assert_eq!((a.status, a.problem()), (404, "session-not-found"));
     let a = user.send(Method::DELETE, "/session/admins-own", None).await;
     assert_eq!(a.status, 404);
-    let a = user.send(Method::GET, &format!("/session/admins-own?owner_access_key={}", stack.admin.access_key), None).await;
+    let a =
+        user.send(Method::GET, &format!("/session/admins-own?owner_access_key={}", stack.admin.access_key), None).await;
     assert_eq!((a.status, a.problem()), (403, "forbidden"));
     let a = admin.send(Method::GET, &format!("/session?owner_access_key={}", user_kp.access_key), None).await;
     assert_eq!(a.status, 200);

@@ -50,7 +50,13 @@ impl Api {
     }
 
     /// Sends a request signed at `date` with a raw body.
-    pub async fn send_raw(&self, method: Method, path: &str, body: Option<Vec<u8>>, date: chrono::DateTime<chrono::Utc>) -> Answer {
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        date: chrono::DateTime<chrono::Utc>,
+    ) -> Answer {
         let host = self.endpoint.trim_start_matches("http://").to_owned();
         let date = date.to_rfc3339();
         let content_type = if body.is_some() { "application/json" } else { "" };

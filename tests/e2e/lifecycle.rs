@@ -13,7 +13,9 @@ async fn session_runs_code_keeps_state_reads_input_survives_interrupt() {
     let root = api.send(Method::GET, "/", None).await;
     assert_eq!(root.body["version"], "v7.20230615");
 
-    let created = api.create(json!({"image": "python:3.11", "name": "e2e-life", "config": {"resources": {"cpu": 1, "mem": "256m"}}})).await;
+    let created = api
+        .create(json!({"image": "python:3.11", "name": "e2e-life", "config": {"resources": {"cpu": 1, "mem": "256m"}}}))
+        .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.body["status"], "RUNNING");
     assert_eq!(created.headers["x-ratelimit-window"], "900");
@@ -42,7 +44,8 @@ async fn session_runs_code_keeps_state_reads_input_survives_interrupt() {
     let a = api.execute("e2e-life", json!({"mode": "input", "code": "bob", "runId": run_id})).await;
     let r = &a.body["result"];
     assert_eq!(r["status"], "finished", "{}", a.body);
-    let out: String = r["console"].as_array().unwrap().iter().filter(|i| i[0] == "stdout").map(|i| i[1].as_str().unwrap()).collect();
+    let out: String =
+        r["console"].as_array().unwrap().iter().filter(|i| i[0] == "stdout").map(|i| i[1].as_str().unwrap()).collect();
     assert!(out.contains("hi bob"), "{out}");
 
     // An endless loop answers `continued`, is interrupted, and the kernel lives on.
@@ -65,7 +68,8 @@ async fn session_runs_code_keeps_state_reads_input_survives_interrupt() {
     // Info, list, destroy.
     let info = api.send(Method::GET, "/session/e2e-life", None).await;
     assert_eq!(info.body["status"], "RUNNING");
-    let history: Vec<&str> = info.body["statusHistory"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    let history: Vec<&str> =
+        info.body["statusHistory"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
     assert_eq!(history, ["PENDING", "SCHEDULED", "PREPARING", "CREATING", "RUNNING"]);
     let list = api.send(Method::GET, "/session", None).await;
     assert!(list.body["sessions"].as_array().unwrap().iter().any(|s| s["sessionName"] == "e2e-life"));
@@ -96,7 +100,10 @@ async fn shell_sessions_and_batch_mode() {
     assert_eq!((out.as_str(), code), ("42\nmain1\n", 3));
 
     let a = api
-        .execute("e2e-shell", json!({"mode": "batch", "options": {"clean": "echo c", "build": "echo b", "exec": "echo e"}}))
+        .execute(
+            "e2e-shell",
+            json!({"mode": "batch", "options": {"clean": "echo c", "build": "echo b", "exec": "echo e"}}),
+        )
         .await;
     assert_eq!(a.body["result"]["status"], "clean-finished", "{}", a.body);
     let run_id = a.body["result"]["runId"].as_str().unwrap().to_owned();
@@ -117,9 +124,15 @@ async fn enqueue_only_and_cancel_of_a_pending_session() {
     // Two sessions of 5 CPUs on an 8-CPU agent: the second waits.
     let a = api.create(json!({"image": "python", "name": "big-one", "config": {"resources": {"cpu": 5}}})).await;
     assert_eq!(a.body["status"], "RUNNING", "{}", a.body);
-    let b = api.create(json!({"image": "python", "name": "big-two", "enqueueOnly": true, "config": {"resources": {"cpu": 5}}})).await;
+    let b = api
+        .create(json!({"image": "python", "name": "big-two", "enqueueOnly": true, "config": {"resources": {"cpu": 5}}}))
+        .await;
     assert_eq!((b.status, b.body["status"].as_str()), (201, Some("PENDING")));
-    let c = api.create(json!({"image": "python", "name": "big-three", "maxWaitSeconds": 1, "config": {"resources": {"cpu": 5}}})).await;
+    let c = api
+        .create(
+            json!({"image": "python", "name": "big-three", "maxWaitSeconds": 1, "config": {"resources": {"cpu": 5}}}),
+        )
+        .await;
     assert_eq!(c.body["status"], "PENDING", "max wait passes while it cannot be placed");
     let d = api.send(Method::DELETE, "/session/big-three", None).await;
     assert_eq!(d.status, 200);

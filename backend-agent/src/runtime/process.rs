@@ -79,7 +79,10 @@ impl ProcessRuntimeConfig {
             runner: RunnerCommand::locate(),
             python: "python3".into(),
             die_with_agent: false,
-            images: vec![image("python:3.11", &["python", "python3"], "python"), image("shell:latest", &["shell", "bash"], "shell")],
+            images: vec![
+                image("python:3.11", &["python", "python3"], "python"),
+                image("shell:latest", &["shell", "bash"], "shell"),
+            ],
         }
     }
 }
@@ -117,9 +120,8 @@ impl ProcessRuntime {
 
     fn environ(spec: &KernelSpec, work: &Path) -> BTreeMap<String, String> {
         let mut env: BTreeMap<String, String> = spec.environ.clone();
-        let hosts: Vec<String> = std::iter::once("main1".to_owned())
-            .chain((1..spec.cluster_size).map(|i| format!("sub{i}")))
-            .collect();
+        let hosts: Vec<String> =
+            std::iter::once("main1".to_owned()).chain((1..spec.cluster_size).map(|i| format!("sub{i}"))).collect();
         let local_rank = if spec.cluster_role == "main" { 0 } else { spec.cluster_idx };
         for (k, v) in [
             ("BACKENDAI_KERNEL_ID", spec.kernel_id.to_string()),
@@ -210,7 +212,8 @@ impl ContainerRuntime for ProcessRuntime {
             // Its own process group, so stopping the kernel stops everything it started.
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting {}", self.config.runner.program.display()), e))?;
+        let mut child =
+            cmd.spawn().map_err(|e| Error::io(format!("starting {}", self.config.runner.program.display()), e))?;
         let pid = child.id().map(|p| p as i32).ok_or_else(|| Error::internal("kernel exited at once"))?;
         let handle = KernelHandle {
             kernel_id: spec.kernel_id,
@@ -253,7 +256,10 @@ impl ContainerRuntime for ProcessRuntime {
                     let _ = tokio::time::timeout(Duration::from_secs(10), exit.wait_for(Option::is_some)).await;
                 }
                 let code = exit.borrow().as_ref().and_then(|e| e.exit_code);
-                KernelExit { exit_code: code, reason: if forced { "force-terminated" } else { "user-requested" }.into() }
+                KernelExit {
+                    exit_code: code,
+                    reason: if forced { "force-terminated" } else { "user-requested" }.into(),
+                }
             }
         };
         // Whatever the runner started in its group goes too.
@@ -279,10 +285,11 @@ impl ContainerRuntime for ProcessRuntime {
                 continue;
             }
             let path = entry.path().join("kernel.json");
-            let file = match tokio::fs::read(&path).await.ok().and_then(|b| serde_json::from_slice::<KernelFile>(&b).ok()) {
-                Some(f) => f,
-                None => continue,
-            };
+            let file =
+                match tokio::fs::read(&path).await.ok().and_then(|b| serde_json::from_slice::<KernelFile>(&b).ok()) {
+                    Some(f) => f,
+                    None => continue,
+                };
             if signal::kill(Pid::from_raw(file.pid), None).is_ok() {
                 known.push(file.handle.clone());
                 self.adopt(file);

@@ -56,12 +56,8 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
             }
         });
 
-    let list = warp::path!("session")
-        .and(warp::get())
-        .and(auth.clone())
-        .and(with_m.clone())
-        .and(query)
-        .then(|caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+    let list = warp::path!("session").and(warp::get()).and(auth.clone()).and(with_m.clone()).and(query).then(
+        |caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
             let result = async {
                 let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
                 let filter = SessionFilter { access_key: Some(owner), statuses: None, limit: Some(1000) };
@@ -70,14 +66,11 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
             }
             .await;
             respond(&caller, result, StatusCode::OK)
-        });
+        },
+    );
 
-    let info = warp::path!("session" / String)
-        .and(warp::get())
-        .and(auth.clone())
-        .and(with_m.clone())
-        .and(query)
-        .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+    let info = warp::path!("session" / String).and(warp::get()).and(auth.clone()).and(with_m.clone()).and(query).then(
+        |name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
             let result = async {
                 let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
                 let s = m.find_session(&owner, &name).await?;
@@ -86,21 +79,20 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
             }
             .await;
             respond(&caller, result, StatusCode::OK)
-        });
+        },
+    );
 
-    let destroy = warp::path!("session" / String)
-        .and(warp::delete())
-        .and(auth.clone())
-        .and(with_m.clone())
-        .and(query)
-        .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
-            let result = async {
-                let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
-                m.destroy_session(&owner, &name, q.forced).await
-            }
-            .await;
-            respond(&caller, result, StatusCode::OK)
-        });
+    let destroy =
+        warp::path!("session" / String).and(warp::delete()).and(auth.clone()).and(with_m.clone()).and(query).then(
+            |name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+                let result = async {
+                    let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                    m.destroy_session(&owner, &name, q.forced).await
+                }
+                .await;
+                respond(&caller, result, StatusCode::OK)
+            },
+        );
 
     let execute = warp::path!("session" / String)
         .and(warp::post())
@@ -132,19 +124,28 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
             respond(&caller, result, StatusCode::OK)
         });
 
-    let logs = warp::path!("session" / String / "logs")
-        .and(warp::get())
-        .and(auth)
-        .and(with_m)
-        .and(query)
-        .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+    let logs = warp::path!("session" / String / "logs").and(warp::get()).and(auth).and(with_m).and(query).then(
+        |name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
             let result = async {
                 let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
                 m.logs(&owner, &name).await.map(|logs| serde_json::json!({ "result": { "logs": logs } }))
             }
             .await;
             respond(&caller, result, StatusCode::OK)
-        });
+        },
+    );
 
-    create.or(list).unify().or(info).unify().or(destroy).unify().or(execute).unify().or(interrupt).unify().or(logs).unify()
+    create
+        .or(list)
+        .unify()
+        .or(info)
+        .unify()
+        .or(destroy)
+        .unify()
+        .or(execute)
+        .unify()
+        .or(interrupt)
+        .unify()
+        .or(logs)
+        .unify()
 }

@@ -1,8 +1,8 @@
 //! Runs made of shell commands: shell query mode (`/bin/sh -c CODE`) and batch mode (clean, build, exec), for
 //! every language. Each command runs in its own process group in the work directory.
 
-use crate::output::{emit_output, PipeOutput};
-use crate::{Config, Sinks};
+use super::output::{emit_output, PipeOutput};
+use super::{Config, Sinks};
 use backend_core::runner::{BatchOptions, RunnerEvent, Stream};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;

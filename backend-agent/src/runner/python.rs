@@ -1,8 +1,8 @@
 //! The persistent Python interpreter: spawning it, its control channel, and the task that turns what it says (and
 //! what it writes to its real stdout/stderr) into run events.
 
-use crate::output::{emit_output, PipeOutput};
-use crate::{Config, Internal, Sinks};
+use super::output::{emit_output, PipeOutput};
+use super::{Config, Internal, Sinks};
 use backend_core::runner::{RunnerEvent, Stream};
 use futures::StreamExt;
 use nix::sys::signal::{kill, Signal};
@@ -26,20 +26,44 @@ const MAX_LINE: usize = 64 << 20;
 #[derive(Serialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
 enum ToPython<'a> {
-    Exec { id: &'a str, code: &'a str },
-    Input { text: &'a str, eof: bool },
-    Complete { code: &'a str },
+    Exec {
+        id: &'a str,
+        code: &'a str,
+    },
+    Input {
+        text: &'a str,
+        eof: bool,
+    },
+    Complete {
+        code: &'a str,
+    },
+    /// The pipes were drained up to the interpreter's `sync`.
+    Synced,
 }
 
 /// Interpreter → runner.
 #[derive(Deserialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
 enum FromPython {
-    Start { id: String },
-    Out { s: Stream, d: String },
-    Input { prompt: String },
-    Done { id: String, code: i32 },
-    Completion { items: Vec<String> },
+    Start {
+        id: String,
+    },
+    Out {
+        s: Stream,
+        d: String,
+    },
+    Input {
+        prompt: String,
+    },
+    Done {
+        id: String,
+        code: i32,
+    },
+    Completion {
+        items: Vec<String>,
+    },
+    /// About to start a process: drain the pipes, then answer `synced`.
+    Sync,
 }
 
 /// A running interpreter, as the request side sees it.
@@ -69,14 +93,17 @@ impl Interpreter {
             cmd.spawn()?
             // `cmd` drops here with our copy of the child's socket end; otherwise its exit would never read as EOF.
         };
-        let pid = Pid::from_raw(child.id().map_or(0, |id| id as i32));
+        // Never a pid of 0: signalling it would reach the runner's whole process group.
+        let pid = child.id().ok_or_else(|| std::io::Error::other("the interpreter exited at once"))?;
+        let pid = Pid::from_raw(pid as i32);
         ours.set_nonblocking(true)?;
         let (read, write) = tokio::net::UnixStream::from_std(ours)?.into_split();
         let (control, control_rx) = mpsc::unbounded_channel();
         let (runs, runs_rx) = mpsc::unbounded_channel();
         tokio::spawn(write_control(write, control_rx));
         let pipes = PipeOutput::new(child.stdout.take(), child.stderr.take());
-        tokio::spawn(serve(child, read, pipes, runs_rx, generation, sinks));
+        let io = InterpreterIo { pipes, control: control.clone(), sinks };
+        tokio::spawn(serve(child, read, io, runs_rx, generation));
         Ok(Self { generation, pid, control, runs })
     }
 
@@ -108,14 +135,27 @@ impl Interpreter {
     }
 
     fn send(&self, msg: &ToPython<'_>) -> bool {
-        match serde_json::to_string(msg) {
-            Ok(mut line) => {
-                line.push('\n');
-                self.control.send(line).is_ok()
-            }
-            Err(_) => false,
-        }
+        send_line(&self.control, msg)
     }
+}
+
+fn send_line(control: &mpsc::UnboundedSender<String>, msg: &ToPython<'_>) -> bool {
+    match serde_json::to_string(msg) {
+        Ok(mut line) => {
+            line.push('\n');
+            control.send(line).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// What the reading task works with besides the interpreter itself.
+struct InterpreterIo {
+    /// The interpreter's real stdout/stderr.
+    pipes: PipeOutput,
+    /// For answering `sync`.
+    control: mpsc::UnboundedSender<String>,
+    sinks: Sinks,
 }
 
 /// Writes control lines in their own task, so a large `exec` never holds up the request loop.
@@ -131,10 +171,9 @@ async fn write_control(mut write: OwnedWriteHalf, mut lines: mpsc::UnboundedRece
 async fn serve(
     mut child: Child,
     read: OwnedReadHalf,
-    mut pipes: PipeOutput,
+    mut io: InterpreterIo,
     mut runs: mpsc::UnboundedReceiver<String>,
     generation: u64,
-    sinks: Sinks,
 ) {
     let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_LINE));
     let mut current: Option<String> = None;
@@ -143,12 +182,12 @@ async fn serve(
             biased;
             Some(id) = runs.recv() => current = Some(id),
             line = lines.next() => match line {
-                Some(Ok(line)) => handle_line(&line, &mut current, &mut pipes, &sinks).await,
+                Some(Ok(line)) => io.handle_line(&line, &mut current).await,
                 Some(Err(_)) => continue, // an over-long line: skipped by the codec
                 // The interpreter closes its end only by exiting.
                 None => break,
             },
-            _ = pipes.ready() => emit_pipes(&mut pipes, current.as_deref(), false, &sinks).await,
+            _ = io.pipes.ready() => io.emit_pipes(current.as_deref(), false).await,
         }
     }
     // Refuse new runs, but take one that was handed over before: it must be finished below.
@@ -160,69 +199,74 @@ async fn serve(
         Ok(status) => status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
         Err(_) => -1,
     };
-    pipes.drain_now();
-    emit_pipes(&mut pipes, current.as_deref(), true, &sinks).await;
-    let _ = sinks.internal.send(Internal::InterpreterExited(generation));
+    io.pipes.drain_now();
+    io.emit_pipes(current.as_deref(), true).await;
+    let _ = io.sinks.internal.send(Internal::InterpreterExited(generation));
     if let Some(run_id) = current {
         let note = format!(
             "\n[backend-kernel-runner: the Python interpreter exited with code {code}; its state is lost and the \
              next run starts a fresh one]\n"
         );
-        emit_output(&sinks.events, &run_id, Stream::Stderr, &note).await;
-        sinks.finish(run_id, code).await;
+        emit_output(&io.sinks.events, &run_id, Stream::Stderr, &note).await;
+        io.sinks.finish(run_id, code).await;
     }
 }
 
-async fn handle_line(line: &str, current: &mut Option<String>, pipes: &mut PipeOutput, sinks: &Sinks) {
-    let Ok(msg) = serde_json::from_str::<FromPython>(line) else {
-        return;
-    };
-    match msg {
-        FromPython::Start { id } => {
-            if current.as_deref() == Some(id.as_str()) {
-                let _ = sinks.internal.send(Internal::Started(id));
+impl InterpreterIo {
+    async fn handle_line(&mut self, line: &str, current: &mut Option<String>) {
+        let Ok(msg) = serde_json::from_str::<FromPython>(line) else { return };
+        let sinks = &self.sinks;
+        match msg {
+            FromPython::Start { id } => {
+                if current.as_deref() == Some(id.as_str()) {
+                    let _ = sinks.internal.send(Internal::Started(id));
+                }
             }
-        }
-        FromPython::Out { s, d } => {
-            // Output of background threads between runs has no run to go to.
-            if let Some(run_id) = current.as_deref() {
-                // What a subprocess wrote before this text was sent comes first (the REPL flushes its own
-                // buffers before it starts processes, so that order is the order of writing).
-                pipes.drain_now();
-                emit_pipes(pipes, Some(run_id), false, sinks).await;
-                emit_output(&sinks.events, run_id, s, &d).await;
+            FromPython::Out { s, d } => {
+                // Output of background threads between runs has no run to go to.
+                if let Some(run_id) = current.as_deref() {
+                    // Pipe output that is already there was (nearly always) written first; `sync` makes it exact
+                    // around the processes the REPL starts.
+                    self.drain_and_emit(Some(run_id), false).await;
+                    emit_output(&self.sinks.events, run_id, s, &d).await;
+                }
             }
-        }
-        FromPython::Input { prompt } => {
-            let Some(run_id) = current.clone() else {
-                return;
-            };
-            pipes.drain_now();
-            emit_pipes(pipes, Some(&run_id), true, sinks).await;
-            // The request side learns first, so an Input answering the event below always finds the run waiting.
-            let _ = sinks.internal.send(Internal::WaitingInput(run_id.clone()));
-            let _ = sinks.events.send(RunnerEvent::WaitingInput { run_id, prompt }).await;
-        }
-        FromPython::Done { id, code } => {
-            if current.as_deref() != Some(id.as_str()) {
-                return;
+            FromPython::Sync => {
+                self.drain_and_emit(current.as_deref(), false).await;
+                send_line(&self.control, &ToPython::Synced);
             }
-            pipes.drain_now();
-            emit_pipes(pipes, Some(&id), true, sinks).await;
-            *current = None;
-            sinks.finish(id, code).await;
-        }
-        FromPython::Completion { items } => {
-            let _ = sinks.events.send(RunnerEvent::Completion { items }).await;
+            FromPython::Input { prompt } => {
+                let Some(run_id) = current.clone() else { return };
+                self.drain_and_emit(Some(&run_id), true).await;
+                // The request side learns first, so an Input answering the event below always finds the run waiting.
+                let _ = self.sinks.internal.send(Internal::WaitingInput(run_id.clone()));
+                let _ = self.sinks.events.send(RunnerEvent::WaitingInput { run_id, prompt }).await;
+            }
+            FromPython::Done { id, code } => {
+                if current.as_deref() != Some(id.as_str()) {
+                    return;
+                }
+                self.drain_and_emit(Some(&id), true).await;
+                *current = None;
+                self.sinks.finish(id, code).await;
+            }
+            FromPython::Completion { items } => {
+                let _ = sinks.events.send(RunnerEvent::Completion { items }).await;
+            }
         }
     }
-}
 
-/// Emits the interpreter's real stdout/stderr as output of the current run; between runs it is dropped.
-async fn emit_pipes(pipes: &mut PipeOutput, run_id: Option<&str>, all: bool, sinks: &Sinks) {
-    for (stream, data) in pipes.take(all) {
-        if let Some(run_id) = run_id {
-            emit_output(&sinks.events, run_id, stream, &data).await;
+    async fn drain_and_emit(&mut self, run_id: Option<&str>, all: bool) {
+        self.pipes.drain_now();
+        self.emit_pipes(run_id, all).await;
+    }
+
+    /// Emits the interpreter's real stdout/stderr as output of the current run; between runs it is dropped.
+    async fn emit_pipes(&mut self, run_id: Option<&str>, all: bool) {
+        for (stream, data) in self.pipes.take(all) {
+            if let Some(run_id) = run_id {
+                emit_output(&self.sinks.events, run_id, stream, &data).await;
+            }
         }
     }
 }

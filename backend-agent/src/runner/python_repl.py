@@ -2,9 +2,9 @@
 #
 # The runner starts `python3 -u -c <this file>` with the control socket as fd 0 (a socketpair end: passing it as
 # stdin needs no pre_exec). Messages are JSON lines both ways:
-#   runner -> python: {"t":"exec","id","code"} {"t":"input","text","eof"} {"t":"complete","code"}
+#   runner -> python: {"t":"exec","id","code"} {"t":"input","text","eof"} {"t":"complete","code"} {"t":"synced"}
 #   python -> runner: {"t":"start","id"} {"t":"out","s":"stdout"|"stderr","d"} {"t":"input","prompt"}
-#                     {"t":"done","id","code"} {"t":"completion","items"}
+#                     {"t":"done","id","code"} {"t":"completion","items"} {"t":"sync"}
 # The real fd 1/2 stay pipes that the runner forwards (subprocesses, C code).
 import sys
 
@@ -295,14 +295,32 @@ def _flush_all():
             pass
 
 
-# Text still buffered here was written before anything a new process writes to the real fds: send it first,
-# so the runner (which drains those pipes before each message) keeps the order of writing.
+def _sync_with_runner():
+    """Before a process starts: what we wrote, and what the real fds got so far, is emitted before its output.
+
+    Flushing alone is not enough: the runner could read the new process's pipe output before our flushed message.
+    So we wait until the runner has drained the pipes (a "sync" answered by "synced").
+    """
+    _flush_all()
+    if not _state.user or threading.current_thread() is not _MAIN:
+        return  # only the main thread reads the control channel
+    _ctl.send({"t": "sync"})
+    while True:
+        msg = _ctl.recv()  # interruptible: an Interrupt here ends the wait like any other
+        if msg is None:
+            os._exit(0)
+        if msg.get("t") == "synced":
+            return
+
+
+# A forked child writes to the real fds: what we buffered comes first. (No sync: exceptions in fork hooks are
+# swallowed, so an interrupted wait would be lost.)
 os.register_at_fork(before=_flush_all, after_in_child=_after_fork_in_child)
 
 
 def _flushing(spawn):
     def wrapper(*args, **kwargs):
-        _flush_all()
+        _sync_with_runner()
         return spawn(*args, **kwargs)
 
     wrapper.__name__ = getattr(spawn, "__name__", "wrapper")
@@ -464,7 +482,7 @@ def _main():
                 except BaseException:
                     items = []
                 _ctl.send({"t": "completion", "items": items})
-            # a stray "input" (answering a wait that an interrupt already ended) is ignored
+            # a stray "input" or "synced" (answering a wait that an interrupt ended) is ignored
         except BaseException:
             _state.user = False  # never let anything end the REPL loop
 
