@@ -29,9 +29,13 @@ fn query(code: &str) -> ExecuteRequest {
     ExecuteRequest { mode: ExecuteMode::Query, code: code.into(), run_id: None, options: serde_json::Value::Null }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The process runtime may start this very executable as a kernel runner (before any async runtime exists).
     backend_agent::runner_entry::dispatch();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let n = if quick { 50 } else { 1000 };
     let creates = if quick { 10 } else { 50 };
@@ -50,17 +54,20 @@ async fn main() -> anyhow::Result<()> {
     println!("| measurement | n | p50 ms | p99 ms |");
     println!("| --- | ---: | ---: | ---: |");
 
-    // Baseline: spawning the interpreter the kernel runs, to its first output.
+    // Baseline: spawning the interpreter the kernel runs (its real path, not a shim), to its first output.
+    let python = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output()?;
+    let python = String::from_utf8(python.stdout)?.trim().to_owned();
     let mut raw = Vec::new();
     for _ in 0..creates {
         let t = Instant::now();
-        let out = tokio::process::Command::new("python3").args(["-c", "print(1)"]).output().await?;
+        let out = tokio::process::Command::new(&python).args(["-c", "print(1)"]).output().await?;
         assert!(out.status.success());
         raw.push(t.elapsed());
     }
     row("baseline: spawn python3 -c 'print(1)'", raw);
 
     let mut create = Vec::new();
+    let mut first = Vec::new();
     let mut destroy = Vec::new();
     for i in 0..creates {
         let req = CreateSessionRequest {
@@ -72,11 +79,14 @@ async fn main() -> anyhow::Result<()> {
         let s = client.create_session(&req).await?;
         create.push(t.elapsed());
         assert_eq!(s.status, "RUNNING");
+        client.execute(&s.session_name, &query("print(1)")).await?;
+        first.push(t.elapsed());
         let t = Instant::now();
         client.destroy_session(&s.session_name, false).await?;
         destroy.push(t.elapsed());
     }
     row("session create -> RUNNING (process runtime)", create);
+    row("session create -> first print(1) answered", first);
     row("session destroy", destroy);
 
     // Round trip on one session, and the runner alone (the agent's own connection, no HTTP) as the baseline.
@@ -117,6 +127,10 @@ async fn main() -> anyhow::Result<()> {
         });
         for r in futures::future::join_all(starts).await {
             assert_eq!(r?.status, "RUNNING");
+        }
+        // Warm up: the first execution of a session waits for its interpreter to start.
+        for name in &names {
+            client.execute(name, &query("print(1)")).await?;
         }
         let per_session = (n / sessions).max(20);
         let t = Instant::now();

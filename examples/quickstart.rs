@@ -16,11 +16,13 @@ fn show_history(info: &SessionInfo) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    // The process runtime may start this very executable as a kernel runner.
+fn main() -> anyhow::Result<()> {
+    // The process runtime may start this very executable as a kernel runner (before any async runtime exists).
     backend_agent::runner_entry::dispatch();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
 
+async fn run() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let mut config = StandaloneConfig::new(data.path());
     config.bind = "127.0.0.1:0".parse()?;

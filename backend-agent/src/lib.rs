@@ -104,7 +104,16 @@ impl Agent {
     /// a failed create leaves nothing behind.
     pub async fn create_kernel(self: &Arc<Self>, spec: KernelSpec) -> Result<KernelHandle> {
         let handle = self.runtime.create_kernel(&spec).await?;
-        match KernelConn::connect(handle.clone(), Duration::from_secs(30)).await {
+        let connected = tokio::select! {
+            conn = KernelConn::connect(handle.clone(), Duration::from_secs(30)) => conn,
+            exit = self.runtime.wait_kernel(spec.kernel_id) => Err(match exit {
+                Ok(exit) => Error::Internal {
+                    msg: format!("the kernel runner exited before it listened (exit code {:?})", exit.exit_code),
+                },
+                Err(e) => e,
+            }),
+        };
+        match connected {
             Ok(conn) => {
                 self.kernels.insert(conn);
                 self.watch_exit(handle.kernel_id);

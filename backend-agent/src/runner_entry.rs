@@ -4,7 +4,7 @@
 /// The first argument that turns a binary into the kernel runner.
 pub const RUNNER_ARG: &str = "__kernel-runner";
 
-/// Call first thing in `main`: when the process was started as a kernel runner, runs it and exits.
+/// Call first thing in `main`, before starting an async runtime: when the process was started as a kernel runner, runs it and exits.
 pub fn dispatch() {
     let mut args = std::env::args();
     let program = args.next().unwrap_or_default();

@@ -108,9 +108,10 @@ pub struct ProcessRuntime {
 
 impl ProcessRuntime {
     /// A runtime keeping its kernels under `config.root`.
-    pub fn new(config: ProcessRuntimeConfig) -> Result<Self> {
+    pub fn new(mut config: ProcessRuntimeConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.root)
             .map_err(|e| Error::io(format!("creating {}", config.root.display()), e))?;
+        config.python = resolve_python(&config.python);
         Ok(Self { config, kernels: Mutex::default() })
     }
 
@@ -159,6 +160,20 @@ impl ProcessRuntime {
         });
         self.track(file.handle.kernel_id, pid, file.handle, rx);
     }
+}
+
+/// The interpreter's real path: version-manager shims (pyenv, asdf) on `PATH` cost a shell script per start, which
+/// would be paid by every kernel.
+fn resolve_python(python: &str) -> String {
+    std::process::Command::new(python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| python.to_owned())
 }
 
 fn exit_of(status: std::process::ExitStatus) -> KernelExit {
