@@ -142,7 +142,9 @@ impl Agent {
         self.kernels.get(id)?.interrupt().await
     }
 
-    /// Reconnects to the kernels the runtime still has (after an agent restart). Returns how many.
+    /// Reconnects to the kernels the runtime still has (after an agent restart). A kernel whose runner no longer
+    /// answers is removed and reported as ended, so no record stays RUNNING and no directory or container is left.
+    /// Returns how many kernels were re-attached.
     pub async fn reattach(self: &Arc<Self>) -> Result<usize> {
         let mut n = 0;
         for handle in self.runtime.list_kernels().await? {
@@ -150,11 +152,21 @@ impl Agent {
             match KernelConn::connect(handle, Duration::from_millis(500)).await {
                 Ok(conn) => {
                     self.kernels.insert(conn);
+                    self.watch_exit(id);
                     n += 1;
                 }
-                Err(e) => tracing::warn!(kernel = %id, error = %e, "kernel found but its runner does not answer"),
+                Err(e) => {
+                    tracing::warn!(kernel = %id, error = %e, "kernel found but its runner does not answer");
+                    let exit = self.runtime.destroy_kernel(id, true).await.ok();
+                    let event = Event::KernelExited {
+                        agent_id: self.config.id.clone(),
+                        kernel_id: id,
+                        exit_code: exit.and_then(|e| e.exit_code),
+                        reason: "kernel-lost: it ended while its agent was down".into(),
+                    };
+                    self.bus.publish(event).await?;
+                }
             }
-            self.watch_exit(id);
         }
         Ok(n)
     }

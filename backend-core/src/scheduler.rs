@@ -256,6 +256,11 @@ mod tests {
         assert!(!could_ever_fit(&s, &[agent("a", 4)]));
     }
 
+    #[test]
+    fn dispersed_conforms() {
+        crate::conformance::scheduler::run(&Dispersed);
+    }
+
     proptest! {
         #[test]
         fn never_over_commits(caps in proptest::collection::vec(1u32..16, 1..6),

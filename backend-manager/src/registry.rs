@@ -52,13 +52,17 @@ impl Manager {
 
     /// Ends the kernels the store places on an agent that the agent does not run (they died while no one watched,
     /// for example with a standalone process that was stopped).
+    /// It also destroys the kernels the agent runs that no live session owns (orphans).
     pub async fn reconcile_agent(&self, agent: &AgentId, addr: &str) {
         let Ok(recorded) = self.store.kernels_on_agent(agent).await else { return };
-        if recorded.is_empty() {
-            return;
-        }
         let Ok(running) = self.agents.list_kernels(addr).await else { return };
         let running: HashSet<KernelId> = running.into_iter().map(|h| h.kernel_id).collect();
+        for id in &running {
+            if !recorded.iter().any(|k| k.id == *id) {
+                tracing::info!(kernel = %id, %agent, "destroying an orphan kernel");
+                let _ = self.agents.destroy_kernel(addr, *id, true).await;
+            }
+        }
         for k in recorded {
             // Kernels still being created are the start path's business.
             if running.contains(&k.id)
@@ -80,12 +84,15 @@ impl Manager {
         if k.status.is_dead() {
             return;
         }
-        let end = if k.status.can_transition_to(KernelStatus::Terminated) && reason != "oom-killed" {
-            KernelStatus::Terminated
+        // A clean exit (or one whose code is unknown) terminates the kernel; a crash or an OOM kill is an error.
+        let clean = matches!(exit_code, None | Some(0)) && reason != "oom-killed";
+        let (end, info) = if clean && k.status.can_transition_to(KernelStatus::Terminated) {
+            (KernelStatus::Terminated, reason.to_owned())
         } else {
-            KernelStatus::Error
+            let code = exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
+            (KernelStatus::Error, format!("{reason}{code}"))
         };
-        let change = KernelChange { status: end, status_info: Some(reason.to_owned()), container_id: None, exit_code };
+        let change = KernelChange { status: end, status_info: Some(info), container_id: None, exit_code };
         if let Err(e) = self.change_kernel(kernel, change).await {
             tracing::warn!(%kernel, error = %e, "could not record a kernel's end");
         }
