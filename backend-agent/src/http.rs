@@ -26,12 +26,17 @@ pub fn problem_reply(status: u16, problem: &Problem) -> Response {
     resp
 }
 
-/// The reply for an SDK error.
+/// The reply for an SDK error, for untrusted callers (internal details stay in the log).
 pub fn error_reply(e: &Error) -> Response {
     if e.kind() == ErrorKind::Internal {
         tracing::error!(error = %e, "internal error");
     }
     problem_reply(e.kind().status(), &e.to_problem())
+}
+
+/// The reply for an SDK error with every detail, for trusted peers (the agent's RPC callers).
+pub fn detailed_error_reply(e: &Error) -> Response {
+    problem_reply(e.kind().status(), &e.to_detailed_problem())
 }
 
 /// Renders every rejection as problem+json with the status from the error table.

@@ -2,7 +2,7 @@
 //!
 //! Every route needs the shared agent token in `X-BackendAI-Agent-Token`.
 
-use crate::http::{error_reply, json_reply, recover};
+use crate::http::{detailed_error_reply, json_reply, recover};
 use crate::Agent;
 use backend_core::api::{ExecuteRequest, ExecutionResult};
 use backend_core::error::{Error, Problem, Result};
@@ -103,7 +103,7 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
 fn reply<T: Serialize>(result: Result<T>, status: StatusCode) -> Response {
     match result {
         Ok(body) => json_reply(status, &body),
-        Err(e) => error_reply(&e),
+        Err(e) => detailed_error_reply(&e),
     }
 }
 

@@ -12,6 +12,20 @@ use serde::Serialize;
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 
+/// `println!` that does not panic when standard output is closed (`bai session ls | head -1`); see [`write_stdout`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that does not panic when standard output is closed; see [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*))
+    };
+}
+
 /// Command-line client of the Backend.AI API.
 #[derive(Debug, Parser)]
 #[command(name = "bai", version)]
@@ -238,7 +252,7 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
     let client = connect(&cli)?;
     let json = cli.json;
     match cli.command {
-        Command::Version => print_answer(json, &client.version().await?, |v| println!("{} ({})", v.version, v.manager)),
+        Command::Version => print_answer(json, &client.version().await?, |v| outln!("{} ({})", v.version, v.manager)),
         Command::Run(args) => return run_in_new_session(&client, args, json).await,
         Command::Exec { session, code } => {
             let code = if code == "-" { read_code("-")? } else { code };
@@ -246,7 +260,7 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Interrupt { session } => {
             client.interrupt(&session).await?;
-            print_answer(json, &serde_json::json!({}), |_| println!("interrupted {session}"));
+            print_answer(json, &serde_json::json!({}), |_| outln!("interrupted {session}"));
         }
         Command::Session(command) => session_command(&client, command, json).await?,
     }
@@ -278,7 +292,7 @@ async fn session_command(client: &Client, command: SessionCommand, json: bool) -
             let answer = client.create_session(&request).await?;
             print_answer(json, &answer, |a| {
                 let verb = if a.created { "created" } else { "reused" };
-                println!("session {} ({}) {verb}: {}", a.session_name, a.session_id, a.status);
+                outln!("session {} ({}) {verb}: {}", a.session_name, a.session_id, a.status);
             });
         }
         SessionCommand::Ls => print_answer(json, &client.list_sessions().await?, |list| {
@@ -294,25 +308,25 @@ async fn session_command(client: &Client, command: SessionCommand, json: bool) -
         }),
         SessionCommand::Info { name } => print_answer(json, &client.session_info(&name).await?, |s| {
             let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-            println!("Name:        {}", s.session_name);
-            println!("ID:          {}", s.session_id);
-            println!("Image:       {}", s.image);
-            println!("Type:        {}", s.session_type);
-            println!(
+            outln!("Name:        {}", s.session_name);
+            outln!("ID:          {}", s.session_id);
+            outln!("Image:       {}", s.image);
+            outln!("Type:        {}", s.session_type);
+            outln!(
                 "Status:      {}{}",
                 s.status,
                 s.status_info.as_ref().map(|i| format!(" ({i})")).unwrap_or_default()
             );
-            println!("Result:      {}", s.result);
-            println!("Owner:       {} ({}/{})", s.access_key, s.domain_name, s.group_name);
-            println!("Created:     {}", s.creation_time);
-            println!("Terminated:  {}", or_dash(&s.termination_time));
-            println!("Age:         {:.1} s", s.age);
-            println!("Requested:   {}", s.requested_slots);
-            println!("Occupied:    {}", s.occupied_slots);
-            println!("Agents:      {}", s.agents.join(", "));
+            outln!("Result:      {}", s.result);
+            outln!("Owner:       {} ({}/{})", s.access_key, s.domain_name, s.group_name);
+            outln!("Created:     {}", s.creation_time);
+            outln!("Terminated:  {}", or_dash(&s.termination_time));
+            outln!("Age:         {:.1} s", s.age);
+            outln!("Requested:   {}", s.requested_slots);
+            outln!("Occupied:    {}", s.occupied_slots);
+            outln!("Agents:      {}", s.agents.join(", "));
             let env: Vec<String> = s.environ.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("Environment: {}", env.join(" "));
+            outln!("Environment: {}", env.join(" "));
             let rows: Vec<[String; 5]> = s
                 .kernels
                 .iter()
@@ -322,18 +336,18 @@ async fn session_command(client: &Client, command: SessionCommand, json: bool) -
                 })
                 .collect();
             let rows: Vec<[&str; 5]> = rows.iter().map(|r| r.each_ref().map(String::as_str)).collect();
-            println!("Kernels:");
+            outln!("Kernels:");
             print_table(["HOST", "ID", "STATUS", "AGENT", "EXIT"], &rows);
         }),
         SessionCommand::Rm { name, forced } => print_answer(json, &client.destroy_session(&name, forced).await?, |a| {
-            println!("destroyed session {name}");
+            outln!("destroyed session {name}");
             for (k, v) in &a.stats {
-                println!("  {k}: {v}");
+                outln!("  {k}: {v}");
             }
         }),
         SessionCommand::Logs { name } => {
             let logs = client.logs(&name).await?;
-            print_answer(json, &serde_json::json!({ "logs": logs }), |_| print!("{logs}"));
+            print_answer(json, &serde_json::json!({ "logs": logs }), |_| out!("{logs}"));
         }
     }
     Ok(())
@@ -381,7 +395,9 @@ async fn execute(client: &Client, session: &str, code: &str, json: bool) -> Resu
         run_id: None,
         options: serde_json::Value::Null,
     };
-    let interrupter = tokio::spawn(interrupt_on_ctrl_c(client.clone(), session.to_owned()));
+    // Listening before the run starts, so a Ctrl-C at any point of it interrupts the code instead of killing `bai`.
+    let ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    let interrupter = tokio::spawn(interrupt_on_ctrl_c(client.clone(), session.to_owned(), ctrl_c));
     let mut input = |prompt: &str| read_input_line(prompt, json);
     let on_output = |item: &ConsoleItem| {
         if !json {
@@ -402,17 +418,30 @@ async fn execute(client: &Client, session: &str, code: &str, json: bool) -> Resu
     }))
 }
 
-async fn interrupt_on_ctrl_c(client: Client, session: String) {
-    if tokio::signal::ctrl_c().await.is_err() {
+async fn interrupt_on_ctrl_c(client: Client, session: String, ctrl_c: std::io::Result<tokio::signal::unix::Signal>) {
+    let Ok(mut ctrl_c) = ctrl_c else { return };
+    if ctrl_c.recv().await.is_none() {
         return;
     }
     eprintln!("\ninterrupting (Ctrl-C again to stop waiting)");
     if let Err(e) = client.interrupt(&session).await {
         eprintln!("warning: cannot interrupt: {}", Failure::from(e));
     }
-    if tokio::signal::ctrl_c().await.is_ok() {
+    if ctrl_c.recv().await.is_some() {
         let _ = std::io::stdout().flush();
         std::process::exit(130);
+    }
+}
+
+/// Writes to standard output. A reader that went away (a closed pipe) wants no more output, so the text is dropped
+/// and the command goes on, as it does for streamed output; any other write error ends the command.
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    match std::io::stdout().lock().write_fmt(args) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+        _ => {}
     }
 }
 
@@ -441,7 +470,7 @@ fn read_input_line(prompt: &str, json: bool) -> Option<String> {
     if json {
         eprint!("{prompt}");
     } else {
-        print!("{prompt}");
+        out!("{prompt}");
         let _ = std::io::stdout().flush();
     }
     let mut line = String::new();
@@ -485,7 +514,7 @@ fn print_answer<T: Serialize>(json: bool, answer: &T, human: impl FnOnce(&T)) {
 
 fn print_json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => outln!("{text}"),
         Err(e) => eprintln!("error: cannot render JSON: {e}"),
     }
 }
@@ -499,7 +528,7 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[&str; N]]) {
     }
     let line = |cells: &[&str; N]| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(&header);
     rows.iter().for_each(line);

@@ -81,8 +81,8 @@ impl Bai {
         Self { env: vec![("BACKEND_ENDPOINT", stack.endpoint.clone())], clear_env: true }
     }
 
-    /// Runs `bai args...` with `stdin` as its standard input (empty when `None`).
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Outcome {
+    /// Starts `bai args...` with every standard stream piped.
+    fn spawn(&self, args: &[&str]) -> tokio::process::Child {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_bai"));
         if self.clear_env {
             cmd.env_clear();
@@ -94,25 +94,21 @@ impl Bai {
         }
         cmd.args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("bai starts");
-        if let Some(text) = stdin {
-            let mut pipe = child.stdin.take().unwrap();
-            pipe.write_all(text.as_bytes()).await.expect("writing bai's standard input");
-            // Dropping the pipe closes it, so bai sees the end of its input.
-        }
-        let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("bai {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
-            .expect("waiting for bai");
-        Outcome {
-            code: output.status.code(),
-            stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
-            stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
-        }
+        cmd.spawn().expect("bai starts")
+    }
+
+    /// Runs `bai args...` with `stdin` as its standard input (empty when `None`).
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Outcome {
+        let mut child = self.spawn(args);
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(stdin.unwrap_or("").as_bytes()).await.expect("writing bai's standard input");
+        // Dropping the pipe closes it, so bai sees the end of its input.
+        drop(pipe);
+        finish(child, args).await
     }
 
     /// Runs `bai args...` and expects exit status 0.
@@ -120,6 +116,19 @@ impl Bai {
         let out = self.run(args, None).await;
         assert_eq!(out.code, Some(0), "bai {args:?} failed: {out:?}");
         out
+    }
+}
+
+/// Waits for `child` to exit (with a generous safety limit) and collects what it wrote.
+async fn finish(child: tokio::process::Child, args: &[&str]) -> Outcome {
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("bai {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
+        .expect("waiting for bai");
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
     }
 }
 
@@ -326,6 +335,61 @@ async fn failures_print_an_error_and_exit_1() {
     // Usage errors exit 2.
     let out = bai.run(&["run", "python"], None).await;
     assert_eq!(out.code, Some(2), "{out:?}");
+
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_interrupts_the_code_and_the_session_still_goes() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let bai = Bai::new(&stack, &stack.admin);
+
+    let args = ["run", "python", "-c", "import time\nprint('start', flush=True)\ntime.sleep(600)\nprint('slept')"];
+    let mut child = bai.spawn(&args);
+    drop(child.stdin.take());
+    // Once the code has printed, `bai` is following the run and listens for Ctrl-C.
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    tokio::time::timeout(COMMAND_TIMEOUT, stdout.read_line(&mut first)).await.expect("the code starts").unwrap();
+    assert_eq!(first, "start\n");
+    let pid = child.id().expect("bai is running").to_string();
+    let status = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
+    assert!(status.success());
+    let mut rest = String::new();
+    tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest))
+        .await
+        .expect("bai's output ends")
+        .unwrap();
+    let out = finish(child, &args).await;
+    assert_eq!(out.code, Some(1), "{out:?} {rest:?}");
+    assert_eq!(rest, "", "the code did not go on: {out:?}");
+    assert!(out.stderr.contains("KeyboardInterrupt"), "{out:?}");
+    assert_eq!(all_terminated(&stack, &stack.admin).await, 1);
+
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_standard_output_is_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let bai = Bai::new(&stack, &stack.admin);
+
+    for args in [&["--json", "run", "python", "-"][..], &["session", "ls"][..]] {
+        let mut child = bai.spawn(args);
+        // Nobody reads the answer (`bai ... | head -0`); the code arrives only after that.
+        drop(child.stdout.take());
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"import sys\nprint('x' * 100)\nsys.exit(6)\n").await.unwrap();
+        drop(stdin);
+        let out = finish(child, args).await;
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {out:?}");
+        let expected = if args[0] == "--json" { 6 } else { 0 };
+        assert_eq!(out.code, Some(expected), "{args:?}: {out:?}");
+    }
+    assert_eq!(all_terminated(&stack, &stack.admin).await, 1);
 
     stack.shutdown().await;
 }

@@ -174,15 +174,38 @@ impl Error {
         }
     }
 
-    /// The problem+json body for this error. Internal details are not leaked: the title says what happened, and
-    /// `msg` carries the error's text except for internal errors.
+    /// The problem+json body for this error, for untrusted callers: the title says what kind of error it is and
+    /// `msg` the details of this one, except that internal errors keep their details to the server log.
     pub fn to_problem(&self) -> Problem {
-        let kind = self.kind();
+        match self {
+            Error::Internal { .. } | Error::Io { .. } => self.problem_with("see the server log".to_owned()),
+            _ => self.to_detailed_problem(),
+        }
+    }
+
+    /// The problem+json body with every detail, internal ones included (for trusted peers such as a manager
+    /// calling its agents).
+    pub fn to_detailed_problem(&self) -> Problem {
         let msg = match self {
             Error::Remote { problem, .. } => problem.msg.clone(),
-            Error::Internal { .. } | Error::Io { .. } => "see the server log".to_owned(),
+            Error::InvalidParams { msg }
+            | Error::AuthFailed { msg }
+            | Error::Forbidden { msg }
+            | Error::AlreadyExists { msg }
+            | Error::Conflict { msg }
+            | Error::QuotaExceeded { msg }
+            | Error::Unavailable { msg }
+            | Error::Internal { msg } => msg.clone(),
+            Error::SessionNotFound { name } => format!("no session {name:?}"),
+            Error::ImageNotFound { image } => format!("no agent serves the image {image:?}"),
+            Error::Io { context, source } => format!("{context}: {source}"),
             other => other.to_string(),
         };
+        self.problem_with(msg)
+    }
+
+    fn problem_with(&self, msg: String) -> Problem {
+        let kind = self.kind();
         Problem { kind: kind.type_url(), title: kind.title().to_owned(), msg }
     }
 

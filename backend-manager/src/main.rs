@@ -56,10 +56,17 @@ enum KeypairCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // The process runtime may start this very executable as a kernel runner (before any async runtime exists).
     backend_agent::runner_entry::dispatch();
-    tokio::runtime::Runtime::new()?.block_on(run())
+    let result = tokio::runtime::Runtime::new().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run()));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -98,7 +105,7 @@ async fn run() -> anyhow::Result<()> {
                     println!("access_key: {}\nsecret_key: {}\nrole: {}", kp.access_key, kp.secret_key, kp.role);
                 }
                 KeypairCommand::List => {
-                    println!("{:<22} {:<11} {:<7} {:<10} user", "access_key", "role", "active", "rate_limit");
+                    println!("{:<20} {:<10} {:<6} {:<10} user", "access_key", "role", "active", "rate_limit");
                     for kp in store.list_keypairs().await? {
                         println!(
                             "{:<22} {:<11} {:<7} {:<10} {}",

@@ -135,7 +135,10 @@ async fn call<F>(api: &F, req: RequestBuilder) -> Resp
 where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
-    let resp = req.reply(api).await;
+    // No request here may wait on a scheduler or an agent: a hang is a failure, not a stuck test run.
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), req.reply(api))
+        .await
+        .expect("the API did not answer within 10 s");
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
@@ -450,11 +453,24 @@ async fn create_rejects_wrong_field_types() {
         json!({"image": "python:3.11", "enqueueOnly": "yes please"}),
         json!({"image": "python:3.11", "config": "not an object", "enqueueOnly": true}),
         json!({"image": "python:3.11", "config": {"resources": {"cpu": true}}, "enqueueOnly": true}),
-        json!(["python:3.11"]),
     ] {
         let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
         r.assert_problem(400, "invalid-api-params");
     }
+    assert_eq!(h.session_count().await, 0);
+}
+
+#[tokio::test]
+async fn create_rejects_a_json_array_body() {
+    // The body must be a JSON object. serde's derived `Deserialize` also accepts a sequence, matching elements to
+    // fields by position (image, name, type, group, domain, clusterSize, clusterMode, config, tag, enqueueOnly); a
+    // server relying on that would create a session from this array.
+    let h = harness();
+    h.agent().await;
+    let kp = h.keypair(Role::User, 1000).await;
+    let body = json!(["python:3.11", "from-array", null, null, null, null, null, null, null, true]);
+    let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
+    r.assert_problem(400, "invalid-api-params");
     assert_eq!(h.session_count().await, 0);
 }
 

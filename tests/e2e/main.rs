@@ -1,6 +1,7 @@
 //! End-to-end tests: real managers, agents and kernel runners on 127.0.0.1, driven over HTTP.
 
 mod bad_input;
+mod client;
 mod common;
 mod lifecycle;
 mod restart;

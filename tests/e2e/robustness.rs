@@ -33,7 +33,11 @@ async fn a_killed_kernel_ends_its_session_and_the_agent_lives_on() {
     let next = api.create(json!({"image": "python", "name": "after-crash"})).await;
     assert_eq!(next.body["status"], "RUNNING", "{}", next.body);
     assert_eq!(api.run("after-crash", "print('alive')").await.0, "alive\n");
-    assert_eq!(api.send(Method::DELETE, "/session/doomed", None).await.status, 200, "an ERROR session can be destroyed");
+    assert_eq!(
+        api.send(Method::DELETE, "/session/doomed", None).await.status,
+        200,
+        "an ERROR session can be destroyed"
+    );
     api.send(Method::DELETE, "/session/after-crash", None).await;
     stack.shutdown().await;
 }

@@ -311,7 +311,8 @@ impl ContainerRuntime for ProcessRuntime {
             } else {
                 // The kernel died while nobody watched; keep its directory until the manager destroys it, and
                 // remember its exit so destroy and wait answer at once.
-                let exit = KernelExit { exit_code: None, reason: "kernel-lost: it ended while its agent was down".into() };
+                let exit =
+                    KernelExit { exit_code: None, reason: "kernel-lost: it ended while its agent was down".into() };
                 let (_tx, rx) = watch::channel(Some(exit));
                 known.push(file.handle.clone());
                 self.track(id, file.pid, file.handle, rx);

@@ -30,7 +30,10 @@ pub fn run(selector: &dyn AgentSelector) {
             .map(|i| AgentSnapshot {
                 id: format!("agent-{i}").into(),
                 scaling_group: if rng.below(5) == 0 { "gpu".into() } else { "default".into() },
-                available: ResourceSlots::from([("cpu", (1 + rng.below(16)).into()), ("mem", ((1 + rng.below(8)) << 30).into())]),
+                available: ResourceSlots::from([
+                    ("cpu", (1 + rng.below(16)).into()),
+                    ("mem", ((1 + rng.below(8)) << 30).into()),
+                ]),
                 occupied: ResourceSlots::from([("cpu", rng.below(2).into())]),
                 images: if rng.below(6) == 0 { vec![image("ruby:3")] } else { vec![image("python:3.11")] },
             })
@@ -45,7 +48,10 @@ pub fn run(selector: &dyn AgentSelector) {
                 created_at: chrono::DateTime::from_timestamp(1_000_000 + i as i64, 0).expect("valid"),
                 kernels: (0..1 + rng.below(3))
                     .map(|_| {
-                        let slots = ResourceSlots::from([("cpu", (1 + rng.below(4)).into()), ("mem", ((1 + rng.below(2)) << 30).into())]);
+                        let slots = ResourceSlots::from([
+                            ("cpu", (1 + rng.below(4)).into()),
+                            ("mem", ((1 + rng.below(2)) << 30).into()),
+                        ]);
                         (KernelId::new(), slots)
                     })
                     .collect(),
