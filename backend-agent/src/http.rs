@@ -68,6 +68,23 @@ pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
     Ok(problem_reply(kind.status(), &Problem { kind: kind.type_url(), title: kind.title().to_owned(), msg }))
 }
 
+/// A JSON request body of at most `limit` bytes that must be an object (serde would otherwise also fill a struct
+/// from an array, field by field).
+pub fn json_object<T: serde::de::DeserializeOwned + Send>(
+    limit: u64,
+) -> impl warp::Filter<Extract = (T,), Error = Rejection> + Clone {
+    use warp::Filter;
+    warp::body::content_length_limit(limit).and(warp::body::json::<serde_json::Value>()).and_then(
+        |value: serde_json::Value| async move {
+            if !value.is_object() {
+                return Err(reject(Error::InvalidParams { msg: "the request body must be a JSON object".into() }));
+            }
+            serde_json::from_value(value)
+                .map_err(|e| reject(Error::InvalidParams { msg: format!("malformed request body: {e}") }))
+        },
+    )
+}
+
 /// JSON reply with a status.
 pub fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     let mut resp = warp::reply::json(body).into_response();

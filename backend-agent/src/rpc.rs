@@ -2,7 +2,7 @@
 //!
 //! Every route needs the shared agent token in `X-BackendAI-Agent-Token`.
 
-use crate::http::{detailed_error_reply, json_reply, recover};
+use crate::http::{detailed_error_reply, json_object, json_reply, recover};
 use crate::Agent;
 use backend_core::api::{ExecuteRequest, ExecutionResult};
 use backend_core::error::{Error, Problem, Result};
@@ -48,8 +48,7 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
         .and(warp::post())
         .and(authed.clone())
         .and(with_agent.clone())
-        .and(warp::body::content_length_limit(1 << 20))
-        .and(warp::body::json())
+        .and(json_object(1 << 20))
         .then(|agent: Arc<Agent>, spec: KernelSpec| async move {
             reply(agent.create_kernel(spec).await, StatusCode::CREATED)
         });
@@ -68,8 +67,7 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
         .and(warp::post())
         .and(authed.clone())
         .and(with_agent.clone())
-        .and(warp::body::content_length_limit(16 << 20))
-        .and(warp::body::json())
+        .and(json_object(16 << 20))
         .then(|id: KernelId, agent: Arc<Agent>, req: ExecuteRequest| async move {
             reply(agent.execute(id, req).await, StatusCode::OK)
         });

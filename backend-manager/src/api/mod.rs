@@ -14,7 +14,7 @@ use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-/// Requests allowed per access key in the rolling window when the keypair sets no limit.
+/// The length of the rolling rate-limit window, in seconds (15 minutes).
 pub const RATE_LIMIT_WINDOW_SECS: i64 = 900;
 
 /// An authenticated caller and its rate-limit standing.
@@ -22,15 +22,18 @@ pub const RATE_LIMIT_WINDOW_SECS: i64 = 900;
 pub struct Caller {
     /// The keypair that signed the request.
     pub keypair: KeyPair,
-    /// Its limit per window.
+    /// Its limit per window (0: unlimited).
     pub limit: u64,
     /// What is left of it.
     pub remaining: u64,
 }
 
 impl Caller {
-    /// Adds the `X-RateLimit-*` headers to a response.
+    /// Adds the `X-RateLimit-*` headers to a response (none for keypairs without a limit).
     pub fn decorate(&self, mut resp: Response) -> Response {
+        if self.limit == 0 {
+            return resp;
+        }
         let h = resp.headers_mut();
         h.insert("x-ratelimit-limit", self.limit.into());
         h.insert("x-ratelimit-remaining", self.remaining.into());

@@ -3,7 +3,7 @@
 use super::{authenticated, Caller};
 use crate::session::acting_for;
 use crate::Manager;
-use backend_agent::http::{error_reply, json_reply};
+use backend_agent::http::{error_reply, json_object, json_reply};
 use backend_core::api::{CreateSessionRequest, ExecuteRequest, SessionInfo, SessionList, SessionSummary};
 use backend_core::error::Result;
 use backend_core::store::SessionFilter;
@@ -42,19 +42,16 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
     let with_m = warp::any().map(move || m.clone());
     let query = warp::query::<OwnerQuery>();
 
-    let create = warp::path!("session")
-        .and(warp::post())
-        .and(auth.clone())
-        .and(with_m.clone())
-        .and(warp::body::content_length_limit(limit))
-        .and(warp::body::json())
-        .then(|caller: Caller, m: Arc<Manager>, req: CreateSessionRequest| async move {
-            match m.create_session(&caller.keypair, req).await {
-                Ok((true, body)) => respond(&caller, Ok(body), StatusCode::CREATED),
-                Ok((false, body)) => respond(&caller, Ok(body), StatusCode::OK),
-                Err(e) => respond::<()>(&caller, Err(e), StatusCode::OK),
-            }
-        });
+    let create =
+        warp::path!("session").and(warp::post()).and(auth.clone()).and(with_m.clone()).and(json_object(limit)).then(
+            |caller: Caller, m: Arc<Manager>, req: CreateSessionRequest| async move {
+                match m.create_session(&caller.keypair, req).await {
+                    Ok((true, body)) => respond(&caller, Ok(body), StatusCode::CREATED),
+                    Ok((false, body)) => respond(&caller, Ok(body), StatusCode::OK),
+                    Err(e) => respond::<()>(&caller, Err(e), StatusCode::OK),
+                }
+            },
+        );
 
     let list = warp::path!("session").and(warp::get()).and(auth.clone()).and(with_m.clone()).and(query).then(
         |caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
@@ -99,8 +96,7 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
         .and(auth.clone())
         .and(with_m.clone())
         .and(query)
-        .and(warp::body::content_length_limit(limit))
-        .and(warp::body::json())
+        .and(json_object(limit))
         .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery, req: ExecuteRequest| async move {
             let result = async {
                 let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
