@@ -1,0 +1,66 @@
+"""The official Backend.AI client (23.9.10) against our manager: its SDK and CLI, unchanged.
+
+Run through scripts/official-client.sh, which starts a standalone manager and exports BACKEND_ENDPOINT,
+BACKEND_ACCESS_KEY, BACKEND_SECRET_KEY and BACKENDAI_CLI.
+"""
+
+import os
+import subprocess
+import uuid
+
+import pytest
+from ai.backend.client.exceptions import BackendAPIError
+from ai.backend.client.session import Session
+
+CLI = os.environ["BACKENDAI_CLI"]
+
+
+def cli(*args, input=None):
+    return subprocess.run([CLI, *args], capture_output=True, text=True, input=input, timeout=120)
+
+
+def name(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_sdk_sessions_keep_state_between_executions():
+    with Session() as api:
+        session = api.ComputeSession.get_or_create("python:3.11", name=name("sdk"))
+        assert session.status == "RUNNING"
+        assert session.created
+        assert session.execute(code="x = 6 * 7")["status"] == "finished"
+        result = session.execute(code="print(x)")
+        assert result["status"] == "finished"
+        assert result["exitCode"] == 0
+        assert result["console"] == [["stdout", "42\n"]]
+        again = api.ComputeSession.get_or_create("python:3.11", name=session.name)
+        assert not again.created and str(again.id) == str(session.id)
+        session.destroy()
+
+
+def test_sdk_reads_input_and_reports_errors():
+    with Session() as api:
+        session = api.ComputeSession.get_or_create("python:3.11", name=name("sdk-in"))
+        result = session.execute(code="n = input('who? ')\nprint('hi', n)")
+        assert result["status"] == "waiting-input"
+        result = session.execute(result["runId"], code="bob", mode="input")
+        assert result["status"] == "finished"
+        assert ["stdout", "hi bob\n"] in result["console"]
+        failed = session.execute(code="raise ValueError('boom')")
+        assert failed["exitCode"] == 1
+        assert any(kind == "stderr" and "ValueError: boom" in text for kind, text in failed["console"])
+        session.destroy()
+        with pytest.raises(BackendAPIError) as err:
+            api.ComputeSession("no-such-session").get_info()
+        assert err.value.status == 404
+
+
+def test_cli_session_create_and_destroy():
+    session = name("cli")
+    created = cli("session", "create", "--name", session, "python:3.11")
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert "ready" in created.stdout + created.stderr
+    destroyed = cli("session", "destroy", session)
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    gone = cli("session", "destroy", session)
+    assert gone.returncode != 0
