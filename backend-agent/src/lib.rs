@@ -179,6 +179,8 @@ impl Agent {
             let Ok(exit) = runtime.wait_kernel(id).await else { return };
             let Some(agent) = agent.upgrade() else { return };
             if agent.kernels.remove(id).is_some() {
+                // It ended by itself: free what it left (directory, cgroups) now rather than at session end.
+                let _ = agent.runtime.destroy_kernel(id, true).await;
                 let event = Event::KernelExited {
                     agent_id: agent.config.id.clone(),
                     kernel_id: id,

@@ -75,6 +75,9 @@ struct Cli {
     /// Shut down (killing the interpreter) when the process that started the runner exits.
     #[arg(long)]
     die_with_parent: bool,
+    /// A cgroup directory to join before starting anything (repeatable: one per cgroup v1 hierarchy).
+    #[arg(long, value_name = "DIR")]
+    cgroup: Vec<PathBuf>,
 }
 
 /// The languages the runner hosts.
@@ -166,6 +169,11 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
 
 /// Settings of the runner process itself, made before any child exists so that every child inherits them.
 fn apply_process_options(cli: &Cli) -> anyhow::Result<()> {
+    for dir in &cli.cgroup {
+        // Joining first means every process the kernel ever starts is counted and limited.
+        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+            .with_context(|| format!("cannot join the cgroup {}", dir.display()))?;
+    }
     if let Some(bytes) = cli.max_memory {
         use nix::sys::resource::{getrlimit, setrlimit, Resource};
         // RLIMIT_DATA counts what a program allocates (heap, private writable mappings), unlike RLIMIT_AS, which

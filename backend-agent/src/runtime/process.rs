@@ -20,6 +20,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
 
+use super::cgroup::Cgroups;
+
 /// How to start the kernel runner: a program and leading arguments (the runtime appends its own).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunnerCommand {
@@ -62,6 +64,8 @@ pub struct ProcessRuntimeConfig {
     pub die_with_agent: bool,
     /// Images offered.
     pub images: Vec<ImageInfo>,
+    /// Put each kernel in its own cgroups (memory without extra swap, CPU quota) when the machine allows.
+    pub cgroups: bool,
 }
 
 impl ProcessRuntimeConfig {
@@ -83,6 +87,7 @@ impl ProcessRuntimeConfig {
                 image("python:3.11", &["python", "python3"], "python"),
                 image("shell:latest", &["shell", "bash"], "shell"),
             ],
+            cgroups: true,
         }
     }
 }
@@ -103,6 +108,7 @@ struct Running {
 /// Kernels as local processes.
 pub struct ProcessRuntime {
     config: ProcessRuntimeConfig,
+    cgroups: Option<Cgroups>,
     kernels: Mutex<HashMap<KernelId, Running>>,
 }
 
@@ -112,7 +118,16 @@ impl ProcessRuntime {
         std::fs::create_dir_all(&config.root)
             .map_err(|e| Error::io(format!("creating {}", config.root.display()), e))?;
         config.python = resolve_python(&config.python);
-        Ok(Self { config, kernels: Mutex::default() })
+        let cgroups = if config.cgroups { Cgroups::detect() } else { None };
+        if cgroups.is_none() && config.cgroups {
+            tracing::info!("cgroups are not writable here: kernels get rlimits only");
+        }
+        Ok(Self { config, cgroups, kernels: Mutex::default() })
+    }
+
+    /// The cgroups kernels are put in, when the machine allows them.
+    pub fn cgroups(&self) -> Option<&Cgroups> {
+        self.cgroups.as_ref()
     }
 
     fn kernel_dir(&self, id: KernelId) -> PathBuf {
@@ -219,6 +234,13 @@ impl ContainerRuntime for ProcessRuntime {
         if self.config.die_with_agent {
             cmd.arg("--die-with-parent");
         }
+        let cgroup_dirs = match &self.cgroups {
+            Some(cg) => cg.create(spec.kernel_id, &spec.slots)?,
+            None => vec![],
+        };
+        for dir in &cgroup_dirs {
+            cmd.arg("--cgroup").arg(dir);
+        }
         cmd.envs(Self::environ(spec, &work))
             .current_dir(&work)
             .stdin(Stdio::null())
@@ -280,6 +302,20 @@ impl ContainerRuntime for ProcessRuntime {
         // Whatever the runner started in its group goes too.
         let _ = signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
         self.kernels.lock().expect("kernels").remove(&kernel_id);
+        if let Some(cg) = &self.cgroups {
+            let dirs = cg.dirs(kernel_id);
+            // A group can only be removed once its last process is reaped.
+            for _ in 0..100 {
+                if dirs.iter().all(|d| {
+                    !d.join("cgroup.procs").exists()
+                        || std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+                }) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            cg.remove(&dirs);
+        }
         let dir = self.kernel_dir(kernel_id);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
             tracing::warn!(kernel = %kernel_id, error = %e, "could not remove the kernel directory");
