@@ -343,6 +343,16 @@ impl KernelRegistry {
         self.kernels.lock().expect("registry").remove(&id)
     }
 
+    /// Removes a kernel only while it is still the incarnation `container_id` (not a restarted one).
+    pub fn remove_if(&self, id: KernelId, container_id: &str) -> Option<Arc<KernelConn>> {
+        let mut kernels = self.kernels.lock().expect("registry");
+        if kernels.get(&id).is_some_and(|c| c.handle.container_id == container_id) {
+            kernels.remove(&id)
+        } else {
+            None
+        }
+    }
+
     /// Every kernel's handle.
     pub fn handles(&self) -> Vec<KernelHandle> {
         self.kernels.lock().expect("registry").values().map(|c| c.handle.clone()).collect()

@@ -104,9 +104,14 @@ impl Agent {
     /// a failed create leaves nothing behind.
     pub async fn create_kernel(self: &Arc<Self>, spec: KernelSpec) -> Result<KernelHandle> {
         let handle = self.runtime.create_kernel(&spec).await?;
+        self.attach(handle, spec.kernel_id).await
+    }
+
+    /// Connects to a started kernel's runner and registers it; a kernel whose runner cannot be reached is destroyed.
+    async fn attach(self: &Arc<Self>, handle: KernelHandle, kernel_id: KernelId) -> Result<KernelHandle> {
         let connected = tokio::select! {
             conn = KernelConn::connect(handle.clone(), Duration::from_secs(30)) => conn,
-            exit = self.runtime.wait_kernel(spec.kernel_id) => Err(match exit {
+            exit = self.runtime.wait_kernel(kernel_id) => Err(match exit {
                 Ok(exit) => Error::Internal {
                     msg: format!("the kernel runner exited before it listened (exit code {:?})", exit.exit_code),
                 },
@@ -116,14 +121,22 @@ impl Agent {
         match connected {
             Ok(conn) => {
                 self.kernels.insert(conn);
-                self.watch_exit(handle.kernel_id);
+                self.watch_exit(&handle);
                 Ok(handle)
             }
             Err(e) => {
-                let _ = self.runtime.destroy_kernel(spec.kernel_id, true).await;
+                let _ = self.runtime.destroy_kernel(kernel_id, true).await;
                 Err(e)
             }
         }
+    }
+
+    /// Restarts a kernel: its processes are replaced by fresh ones from the same spec (state in the interpreter is
+    /// lost; the runtime keeps the scratch directory where it can).
+    pub async fn restart_kernel(self: &Arc<Self>, spec: KernelSpec) -> Result<KernelHandle> {
+        self.kernels.remove(spec.kernel_id);
+        let handle = self.runtime.restart_kernel(&spec).await?;
+        self.attach(handle, spec.kernel_id).await
     }
 
     /// Destroys a kernel. Destroying one the agent no longer has is not an error when the runtime still knows it.
@@ -149,10 +162,10 @@ impl Agent {
         let mut n = 0;
         for handle in self.runtime.list_kernels().await? {
             let id = handle.kernel_id;
-            match KernelConn::connect(handle, Duration::from_millis(500)).await {
+            match KernelConn::connect(handle.clone(), Duration::from_millis(500)).await {
                 Ok(conn) => {
                     self.kernels.insert(conn);
-                    self.watch_exit(id);
+                    self.watch_exit(&handle);
                     n += 1;
                 }
                 Err(e) => {
@@ -172,13 +185,14 @@ impl Agent {
     }
 
     /// Reports a kernel that ends by itself (not through `destroy_kernel`).
-    fn watch_exit(self: &Arc<Self>, id: KernelId) {
+    fn watch_exit(self: &Arc<Self>, handle: &KernelHandle) {
         let agent = Arc::downgrade(self);
         let runtime = self.runtime.clone();
+        let (id, incarnation) = (handle.kernel_id, handle.container_id.clone());
         tokio::spawn(async move {
             let Ok(exit) = runtime.wait_kernel(id).await else { return };
             let Some(agent) = agent.upgrade() else { return };
-            if agent.kernels.remove(id).is_some() {
+            if agent.kernels.remove_if(id, &incarnation).is_some() {
                 // It ended by itself: free what it left (directory, cgroups) now rather than at session end.
                 let _ = agent.runtime.destroy_kernel(id, true).await;
                 let event = Event::KernelExited {

@@ -52,6 +52,17 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
         .then(|agent: Arc<Agent>, spec: KernelSpec| async move {
             reply(agent.create_kernel(spec).await, StatusCode::CREATED)
         });
+    let restart = warp::path!("v1" / "kernels" / KernelId / "restart")
+        .and(warp::post())
+        .and(authed.clone())
+        .and(with_agent.clone())
+        .and(json_object(1 << 20))
+        .then(|id: KernelId, agent: Arc<Agent>, spec: KernelSpec| async move {
+            if spec.kernel_id != id {
+                return detailed_error_reply(&Error::InvalidParams { msg: "the spec is of another kernel".into() });
+            }
+            reply(agent.restart_kernel(spec).await, StatusCode::OK)
+        });
     let list = kernels
         .and(warp::get())
         .and(authed.clone())
@@ -84,6 +95,8 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
         },
     );
     create
+        .or(restart)
+        .unify()
         .or(list)
         .unify()
         .or(destroy)
@@ -153,6 +166,11 @@ impl AgentClient {
     /// Creates and starts a kernel.
     pub async fn create_kernel(&self, addr: &str, spec: &KernelSpec) -> Result<KernelHandle> {
         self.call(self.http.post(format!("{addr}/v1/kernels")).json(spec)).await
+    }
+
+    /// Restarts a kernel from its spec.
+    pub async fn restart_kernel(&self, addr: &str, spec: &KernelSpec) -> Result<KernelHandle> {
+        self.call(self.http.post(format!("{addr}/v1/kernels/{}/restart", spec.kernel_id)).json(spec)).await
     }
 
     /// Destroys a kernel.

@@ -81,6 +81,12 @@ pub trait ContainerRuntime: Send + Sync {
     /// Stops a kernel (gracefully unless `forced`) and removes what it left. Destroying a kernel that is already
     /// gone answers its recorded exit, or `KernelNotFound` when the runtime never knew it.
     async fn destroy_kernel(&self, kernel_id: KernelId, forced: bool) -> Result<KernelExit>;
+    /// Replaces a kernel's processes with fresh ones from the same spec (a session restart). The default destroys
+    /// and re-creates it; runtimes that can keep the kernel's scratch directory do so.
+    async fn restart_kernel(&self, spec: &KernelSpec) -> Result<KernelHandle> {
+        self.destroy_kernel(spec.kernel_id, true).await?;
+        self.create_kernel(spec).await
+    }
     /// Kernels that exist now, including those started before this process (for re-attachment after a restart).
     async fn list_kernels(&self) -> Result<Vec<KernelHandle>>;
     /// Waits until a kernel ends by itself and says how. Returns at once for a kernel that has already ended.

@@ -116,6 +116,9 @@ impl MetadataStore for Alternating {
     ) -> backend_core::Result<()> {
         self.pick().insert_session(session, kernels).await
     }
+    async fn rename_session(&self, id: backend_core::SessionId, name: &str) -> backend_core::Result<()> {
+        self.pick().rename_session(id, name).await
+    }
     async fn session(
         &self,
         id: backend_core::SessionId,

@@ -54,32 +54,36 @@ fn kernel_event(s: KernelStatus) -> Option<&'static str> {
     })
 }
 
-/// The Backend.AI event name of a session status.
-fn session_event(s: SessionStatus) -> &'static str {
-    match s {
+/// The Backend.AI event name of a session status, for the statuses that have one (PREPARING stands for the whole
+/// preparation, so PULLING and CREATING publish nothing of their own).
+fn session_event(s: SessionStatus) -> Option<&'static str> {
+    Some(match s {
         SessionStatus::Pending => "session_enqueued",
         SessionStatus::Scheduled => "session_scheduled",
-        SessionStatus::Preparing | SessionStatus::Pulling | SessionStatus::Creating => "session_preparing",
-        SessionStatus::Running | SessionStatus::RunningDegraded | SessionStatus::Restarting => "session_started",
+        SessionStatus::Preparing => "session_preparing",
+        SessionStatus::Running | SessionStatus::RunningDegraded => "session_started",
         SessionStatus::Terminating => "session_terminating",
         SessionStatus::Terminated => "session_terminated",
         SessionStatus::Cancelled => "session_cancelled",
         SessionStatus::Error => "session_failure",
-    }
+        SessionStatus::Pulling | SessionStatus::Creating | SessionStatus::Restarting => return None,
+    })
 }
 
 impl Manager {
     pub(crate) async fn publish_lifecycle(&self, id: SessionId, status: SessionStatus, reason: Option<String>) {
-        let event = Event::SessionLifecycle {
-            event: session_event(status).into(),
-            session_id: id,
-            kernel_id: None,
-            status: status.to_string(),
-            reason,
-            exit_code: None,
-        };
-        if let Err(e) = self.bus.publish(event).await {
-            tracing::warn!(session = %id, error = %e, "could not publish a session event");
+        if let Some(name) = session_event(status) {
+            let event = Event::SessionLifecycle {
+                event: name.into(),
+                session_id: id,
+                kernel_id: None,
+                status: status.to_string(),
+                reason,
+                exit_code: None,
+            };
+            if let Err(e) = self.bus.publish(event).await {
+                tracing::warn!(session = %id, error = %e, "could not publish a session event");
+            }
         }
         if status.is_dead() {
             // Freed resources may let pending sessions in.
@@ -278,15 +282,8 @@ impl Manager {
         }
     }
 
-    async fn start_kernel(&self, session: &SessionRecord, k: &KernelRecord) -> bool {
-        let (Some(addr), Some(_)) = (k.agent_addr.clone(), k.agent_id.clone()) else { return false };
-        for step in [KernelStatus::Preparing, KernelStatus::Creating] {
-            if let Err(e) = self.change_kernel(k.id, KernelChange::status(step, None)).await {
-                tracing::info!(kernel = %k.id, error = %e, "kernel start abandoned");
-                return false;
-            }
-        }
-        let spec = KernelSpec {
+    fn kernel_spec(&self, session: &SessionRecord, k: &KernelRecord) -> KernelSpec {
+        KernelSpec {
             kernel_id: k.id,
             session_id: session.id,
             owner: session.access_key.clone(),
@@ -297,7 +294,18 @@ impl Manager {
             cluster_idx: k.cluster_idx,
             cluster_hostname: k.cluster_hostname.clone(),
             cluster_size: session.cluster_size,
-        };
+        }
+    }
+
+    async fn start_kernel(&self, session: &SessionRecord, k: &KernelRecord) -> bool {
+        let (Some(addr), Some(_)) = (k.agent_addr.clone(), k.agent_id.clone()) else { return false };
+        for step in [KernelStatus::Preparing, KernelStatus::Creating] {
+            if let Err(e) = self.change_kernel(k.id, KernelChange::status(step, None)).await {
+                tracing::info!(kernel = %k.id, error = %e, "kernel start abandoned");
+                return false;
+            }
+        }
+        let spec = self.kernel_spec(session, k);
         match self.agents.create_kernel(&addr, &spec).await {
             Ok(handle) => {
                 let change = KernelChange {
@@ -437,6 +445,50 @@ impl Manager {
         let main = self.main_kernel_of_running(owner, name).await?;
         let addr = main.agent_addr.as_deref().ok_or_else(|| Error::internal("running kernel without agent"))?;
         self.agents.execute(addr, main.id, &req).await
+    }
+
+    /// Restarts a running session: each kernel's processes are replaced by fresh ones on the same agent
+    /// (RUNNING → RESTARTING → RUNNING); interpreter state is lost, the work directory is kept where the runtime can.
+    pub async fn restart_session(&self, owner: &AccessKey, name: &str) -> Result<()> {
+        let session = self.find_session(owner, name).await?;
+        if !matches!(session.status, SessionStatus::Running | SessionStatus::RunningDegraded) {
+            return Err(Error::Conflict { msg: format!("session {name:?} is {}, not RUNNING", session.status) });
+        }
+        let kernels = self.store.kernels(session.id).await?;
+        for k in kernels.into_iter().filter(|k| k.status == KernelStatus::Running) {
+            let Some(addr) = k.agent_addr.clone() else { continue };
+            self.change_kernel(k.id, KernelChange::status(KernelStatus::Restarting, "user-requested".to_owned()))
+                .await?;
+            let spec = self.kernel_spec(&session, &k);
+            match self.agents.restart_kernel(&addr, &spec).await {
+                Ok(handle) => {
+                    let change = KernelChange {
+                        status: KernelStatus::Running,
+                        status_info: Some("restarted".into()),
+                        container_id: Some(handle.container_id),
+                        exit_code: None,
+                    };
+                    self.change_kernel(k.id, change).await?;
+                }
+                Err(e) => {
+                    let info = format!("restart-failed: {e}");
+                    self.change_kernel(k.id, KernelChange::status(KernelStatus::Error, info)).await?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renames a session that is not final.
+    pub async fn rename_session(&self, owner: &AccessKey, name: &str, new_name: &str) -> Result<()> {
+        if !valid_name(new_name) {
+            return Err(Error::InvalidParams {
+                msg: format!("invalid session name {new_name:?}: 4 to 64 letters, digits, '-', '_' or '.'"),
+            });
+        }
+        let session = self.find_session(owner, name).await?;
+        self.store.rename_session(session.id, new_name).await
     }
 
     /// Interrupts the code running in the session.

@@ -152,3 +152,46 @@ async fn enqueue_only_and_cancel_of_a_pending_session() {
     api.send(Method::DELETE, "/session/big-two", None).await;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_rename_and_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let api = Api::new(&stack.endpoint, &stack.admin);
+    let created = api.create(json!({"image": "python", "name": "to-restart"})).await;
+    assert_eq!(created.body["status"], "RUNNING", "{}", created.body);
+    api.run("to-restart", "kept = 1\nopen('scratch.txt', 'w').write('still here')").await;
+
+    // Completion sees the interpreter's names.
+    let c = api.send(Method::POST, "/session/to-restart/complete", Some(json!({"code": "kep", "options": {}}))).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert!(c.body["result"]["completions"].as_array().unwrap().iter().any(|i| i == "kept"), "{}", c.body);
+
+    // Restart: fresh interpreter, same work directory.
+    let r = api.send(Method::PATCH, "/session/to-restart", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, err, code) = api.run("to-restart", "print(kept)").await;
+    assert_eq!(code, 1, "interpreter state is gone after a restart");
+    assert!(err.contains("NameError"), "{err}");
+    let (out, _, _) = api.run("to-restart", "print(open('scratch.txt').read())").await;
+    assert_eq!(out, "still here\n");
+    let info = api.send(Method::GET, "/session/to-restart", None).await;
+    let history: Vec<&str> =
+        info.body["statusHistory"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    assert_eq!(&history[history.len() - 2..], ["RESTARTING", "RUNNING"]);
+
+    // Rename, then the new name works and the old one is gone.
+    let r = api.send(Method::POST, "/session/to-restart/rename?name=renamed-one", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api.send(Method::GET, "/session/to-restart", None).await.status, 404);
+    assert_eq!(api.run("renamed-one", "print(2)").await.0, "2\n");
+    let other = api.create(json!({"image": "python", "name": "other-one", "enqueueOnly": true})).await;
+    assert_eq!(other.status, 201);
+    let taken = api.send(Method::POST, "/session/renamed-one/rename?name=other-one", None).await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    let bad = api.send(Method::POST, "/session/renamed-one/rename?name=x", None).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    api.send(Method::DELETE, "/session/renamed-one", None).await;
+    api.send(Method::DELETE, "/session/other-one", None).await;
+    stack.shutdown().await;
+}

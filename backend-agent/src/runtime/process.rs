@@ -130,6 +130,39 @@ impl ProcessRuntime {
         self.cgroups.as_ref()
     }
 
+    /// Stops a kernel's processes (gracefully unless `forced`) and forgets it, leaving its directory and cgroups.
+    async fn stop(&self, kernel_id: KernelId, forced: bool) -> Result<KernelExit> {
+        let (pid, mut exit) = {
+            let kernels = self.kernels.lock().expect("kernels");
+            let k = kernels.get(&kernel_id).ok_or_else(|| Error::KernelNotFound { id: kernel_id.to_string() })?;
+            (k.pid, k.exit.clone())
+        };
+        let already = exit.borrow().clone();
+        let result = match already {
+            Some(done) => done,
+            None => {
+                let group = Pid::from_raw(pid);
+                if !forced {
+                    let _ = signal::killpg(group, Signal::SIGTERM);
+                    let _ = tokio::time::timeout(Duration::from_secs(3), exit.wait_for(Option::is_some)).await;
+                }
+                if exit.borrow().is_none() {
+                    let _ = signal::killpg(group, Signal::SIGKILL);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), exit.wait_for(Option::is_some)).await;
+                }
+                let code = exit.borrow().as_ref().and_then(|e| e.exit_code);
+                KernelExit {
+                    exit_code: code,
+                    reason: if forced { "force-terminated" } else { "user-requested" }.into(),
+                }
+            }
+        };
+        // Whatever the runner started in its group goes too.
+        let _ = signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        self.kernels.lock().expect("kernels").remove(&kernel_id);
+        Ok(result)
+    }
+
     fn kernel_dir(&self, id: KernelId) -> PathBuf {
         self.config.root.join(id.to_string())
     }
@@ -274,34 +307,7 @@ impl ContainerRuntime for ProcessRuntime {
     }
 
     async fn destroy_kernel(&self, kernel_id: KernelId, forced: bool) -> Result<KernelExit> {
-        let (pid, mut exit) = {
-            let kernels = self.kernels.lock().expect("kernels");
-            let k = kernels.get(&kernel_id).ok_or_else(|| Error::KernelNotFound { id: kernel_id.to_string() })?;
-            (k.pid, k.exit.clone())
-        };
-        let already = exit.borrow().clone();
-        let result = match already {
-            Some(done) => done,
-            None => {
-                let group = Pid::from_raw(pid);
-                if !forced {
-                    let _ = signal::killpg(group, Signal::SIGTERM);
-                    let _ = tokio::time::timeout(Duration::from_secs(3), exit.wait_for(Option::is_some)).await;
-                }
-                if exit.borrow().is_none() {
-                    let _ = signal::killpg(group, Signal::SIGKILL);
-                    let _ = tokio::time::timeout(Duration::from_secs(10), exit.wait_for(Option::is_some)).await;
-                }
-                let code = exit.borrow().as_ref().and_then(|e| e.exit_code);
-                KernelExit {
-                    exit_code: code,
-                    reason: if forced { "force-terminated" } else { "user-requested" }.into(),
-                }
-            }
-        };
-        // Whatever the runner started in its group goes too.
-        let _ = signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        self.kernels.lock().expect("kernels").remove(&kernel_id);
+        let result = self.stop(kernel_id, forced).await?;
         if let Some(cg) = &self.cgroups {
             let dirs = cg.dirs(kernel_id);
             // A group can only be removed once its last process is reaped.
@@ -321,6 +327,12 @@ impl ContainerRuntime for ProcessRuntime {
             tracing::warn!(kernel = %kernel_id, error = %e, "could not remove the kernel directory");
         }
         Ok(result)
+    }
+
+    async fn restart_kernel(&self, spec: &KernelSpec) -> Result<KernelHandle> {
+        // The work directory and cgroups stay; only the processes are replaced.
+        self.stop(spec.kernel_id, true).await?;
+        self.create_kernel(spec).await
     }
 
     async fn list_kernels(&self) -> Result<Vec<KernelHandle>> {

@@ -29,6 +29,7 @@ pub async fn run(store: &dyn MetadataStore) {
     assert_occupancy_invariant(store).await;
     sessions_insert_and_find(store).await;
     session_names(store).await;
+    rename_session(store).await;
     list_sessions_filters(store).await;
     pending_sessions_oldest_first(store).await;
     allocate_places_kernels(store).await;
@@ -329,6 +330,25 @@ pub async fn session_names(store: &dyn MetadataStore) {
     store.update_session(second.id, cancel, t1).await.expect("cancel the second");
     let found = store.find_session(&owner, &name).await.unwrap().expect("by name");
     assert_eq!(found.id, first.id, "with no live session, the newest");
+}
+
+/// Renaming: to a free name; not to another live session's name of the same owner; not a final session.
+pub async fn rename_session(store: &dyn MetadataStore) {
+    let owner = new_owner(store).await;
+    let t0 = now();
+    let (a, _) = insert(store, &owner, &unique_name("rename-a"), 1, t0).await;
+    let (b, _) = insert(store, &owner, &unique_name("rename-b"), 1, t0).await;
+    let fresh = unique_name("renamed");
+    store.rename_session(a.id, &fresh).await.expect("rename to a free name");
+    assert_eq!(store.find_session(&owner, &fresh).await.unwrap().map(|s| s.id), Some(a.id));
+    expect_kind(store.rename_session(b.id, &fresh).await, ErrorKind::AlreadyExists, "a live name of the same owner");
+    assert_eq!(store.session(b.id).await.unwrap().unwrap().name, b.name, "a refused rename changes nothing");
+    let end = SessionChange { status: SessionStatus::Cancelled, status_info: None, result: None };
+    store.update_session(a.id, end, t0).await.expect("cancel");
+    expect_kind(store.rename_session(a.id, "later").await, ErrorKind::Conflict, "a final session");
+    store.rename_session(b.id, &fresh).await.expect("the name is free once its holder is final");
+    let unknown = store.rename_session(crate::ids::SessionId::new(), "x").await;
+    assert_eq!(unknown.unwrap_err().kind().status(), 404);
 }
 
 /// Listing: by owner, by statuses, with a limit, newest first.

@@ -102,6 +102,9 @@ pub trait MetadataStore: Send + Sync {
     /// Adds a session and its kernels. `AlreadyExists` when the owner has a session of that name that is not
     /// final.
     async fn insert_session(&self, session: &SessionRecord, kernels: &[KernelRecord]) -> Result<()>;
+    /// Renames a session that is not final. `AlreadyExists` when the owner has another live session of that name,
+    /// `Conflict` for a final session, `SessionNotFound` for an unknown one.
+    async fn rename_session(&self, id: SessionId, name: &str) -> Result<()>;
     /// A session by id.
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
     /// The owner's session by full id, or else by name (the newest that is not final, or else the newest).

@@ -848,6 +848,29 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn rename_session(&self, id: SessionId, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let session = load_session(conn, id)?.ok_or(Error::SessionNotFound { name: id.to_string() })?;
+            if session.status.is_final() {
+                return Err(Error::Conflict { msg: format!("session {id} is {}", session.status) }.into());
+            }
+            let taken_by_other: i64 = sessions::table
+                .filter(sessions::access_key.eq(session.access_key.as_str()))
+                .filter(sessions::name.eq(&name))
+                .filter(sessions::id.ne(id.to_string()))
+                .filter(sessions::status.ne_all(final_session_statuses()))
+                .count()
+                .get_result(conn)?;
+            if taken_by_other > 0 {
+                return Err(Error::AlreadyExists { msg: format!("session {name:?} of {}", session.access_key) }.into());
+            }
+            diesel::update(sessions::table.find(id.to_string())).set(sessions::name.eq(&name)).execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
         self.with_conn(move |conn| load_session(conn, id)).await
     }

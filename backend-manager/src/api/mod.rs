@@ -1,6 +1,9 @@
 //! The public REST API (Backend.AI v7.20230615): routes, keypair authentication and rate limiting.
 
+pub mod events;
+pub mod graphql;
 pub mod session;
+pub mod stream;
 
 use crate::Manager;
 use backend_agent::http::{recover, reject};
@@ -80,16 +83,30 @@ async fn authenticate(
         .await?
         .filter(|k| k.is_active)
         .ok_or_else(|| Error::AuthFailed { msg: "unknown or inactive access key".into() })?;
-    let parts = SignedParts {
-        method: method.as_str(),
-        path_and_query: &path_and_query,
-        date,
-        host,
-        content_type: header("content-type").unwrap_or(""),
-        api_version: version,
-    };
     let now = Utc::now();
-    auth::verify(&keypair.secret_key, &parts, &credential.signature, now)?;
+    // A request without a body may be signed with an empty content type (our client) or with
+    // `application/octet-stream`, which is how Backend.AI's aiohttp server reads a missing header and so how the
+    // official client signs its streaming GETs.
+    let content_types: &[&str] = match header("content-type") {
+        Some(ct) => &[ct],
+        None => &["", "application/octet-stream"],
+    };
+    let mut verified = Err(Error::AuthFailed { msg: "signature mismatch".into() });
+    for content_type in content_types {
+        let parts = SignedParts {
+            method: method.as_str(),
+            path_and_query: &path_and_query,
+            date,
+            host,
+            content_type,
+            api_version: version,
+        };
+        verified = auth::verify(&keypair.secret_key, &parts, &credential.signature, now);
+        if verified.is_ok() {
+            break;
+        }
+    }
+    verified?;
     let limit = u64::from(keypair.rate_limit);
     let used = m
         .live
@@ -120,5 +137,14 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = std
         warp::reply::json(&VersionInfo { version: API_VERSION.into(), manager: env!("CARGO_PKG_VERSION").into() })
             .into_response()
     });
-    root.or(session::routes(m)).unify().recover(recover).unify()
+    root.or(session::routes(m.clone()))
+        .unify()
+        .or(stream::routes(m.clone()))
+        .unify()
+        .or(graphql::routes(m.clone()))
+        .unify()
+        .or(events::routes(m))
+        .unify()
+        .recover(recover)
+        .unify()
 }

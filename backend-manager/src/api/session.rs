@@ -4,7 +4,10 @@ use super::{authenticated, Caller};
 use crate::session::acting_for;
 use crate::Manager;
 use backend_agent::http::{error_reply, json_object, json_reply};
-use backend_core::api::{CreateSessionRequest, ExecuteRequest, SessionInfo, SessionList, SessionSummary};
+use backend_core::api::{
+    ConsoleItem, CreateSessionRequest, ExecuteMode, ExecuteRequest, SessionInfo, SessionList, SessionSummary,
+};
+use backend_core::error::Error;
 use backend_core::error::Result;
 use backend_core::store::SessionFilter;
 use serde::Deserialize;
@@ -12,6 +15,26 @@ use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
+
+/// Query of `POST /session/{name}/rename`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RenameQuery {
+    /// The new name.
+    pub name: Option<String>,
+    /// Admins: act for this keypair.
+    pub owner_access_key: Option<String>,
+}
+
+/// Body of `POST /session/{name}/complete`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CompleteRequest {
+    /// The text before the cursor.
+    #[serde(default)]
+    pub code: String,
+    /// Cursor details (`row`, `col`, `line`, `post`).
+    #[serde(default)]
+    pub options: serde_json::Value,
+}
 
 /// Query parameters every session route accepts.
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +143,63 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
             respond(&caller, result, StatusCode::OK)
         });
 
+    let restart =
+        warp::path!("session" / String).and(warp::patch()).and(auth.clone()).and(with_m.clone()).and(query).then(
+            |name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
+                let result = async {
+                    let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                    m.restart_session(&owner, &name).await.map(|()| serde_json::json!({}))
+                }
+                .await;
+                respond(&caller, result, StatusCode::OK)
+            },
+        );
+
+    let rename = warp::path!("session" / String / "rename")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(with_m.clone())
+        .and(warp::query::<RenameQuery>())
+        .then(|name: String, caller: Caller, m: Arc<Manager>, q: RenameQuery| async move {
+            let result = async {
+                let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                let new_name = q.name.ok_or_else(|| Error::InvalidParams { msg: "`name` is required".into() })?;
+                m.rename_session(&owner, &name, &new_name).await.map(|()| serde_json::json!({}))
+            }
+            .await;
+            respond(&caller, result, StatusCode::OK)
+        });
+
+    let complete = warp::path!("session" / String / "complete")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(with_m.clone())
+        .and(query)
+        .and(json_object(limit))
+        .then(|name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery, body: CompleteRequest| async move {
+            let result = async {
+                let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
+                let req = ExecuteRequest {
+                    mode: ExecuteMode::Complete,
+                    code: body.code,
+                    run_id: None,
+                    options: body.options,
+                };
+                let r = m.execute(&owner, &name, req).await?;
+                let completions: Vec<String> = r
+                    .console
+                    .into_iter()
+                    .flat_map(|c| match c {
+                        ConsoleItem::Completion(items) => items,
+                        _ => vec![],
+                    })
+                    .collect();
+                Ok(serde_json::json!({ "result": { "status": "finished", "completions": completions } }))
+            }
+            .await;
+            respond(&caller, result, StatusCode::OK)
+        });
+
     let logs = warp::path!("session" / String / "logs").and(warp::get()).and(auth).and(with_m).and(query).then(
         |name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
             let result = async {
@@ -143,5 +223,11 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
         .or(interrupt)
         .unify()
         .or(logs)
+        .unify()
+        .or(restart)
+        .unify()
+        .or(rename)
+        .unify()
+        .or(complete)
         .unify()
 }
