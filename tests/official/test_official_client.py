@@ -64,3 +64,36 @@ def test_cli_session_create_and_destroy():
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     gone = cli("session", "destroy", session)
     assert gone.returncode != 0
+
+
+def test_cli_run_prints_and_removes_its_session():
+    result = cli("run", "--rm", "python:3.11", "-c", "print(6*7)")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "42" in result.stdout.splitlines()
+    assert "exit code = 0" in result.stdout + result.stderr
+
+
+def test_cli_runs_share_a_named_session_and_the_read_side_sees_it():
+    session = name("shared")
+    created = cli("session", "create", "-t", session, "python:3.11")
+    assert created.returncode == 0, created.stdout + created.stderr
+    first = cli("run", "-t", session, "python:3.11", "-c", "y = 20")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = cli("run", "-t", session, "python:3.11", "-c", "print(y + 22)")
+    assert "42" in second.stdout.splitlines(), second.stdout + second.stderr
+
+    listed = cli("ps")
+    assert listed.returncode == 0 and session in listed.stdout, listed.stdout + listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if session in line)
+    assert "RUNNING" in row
+    session_id = row.split()[2]
+    info = cli("session", "info", session_id)
+    assert info.returncode == 0 and "RUNNING" in info.stdout, info.stdout + info.stderr
+    admin_list = cli("admin", "session", "list")
+    assert admin_list.returncode == 0 and session in admin_list.stdout, admin_list.stdout + admin_list.stderr
+    agents = cli("admin", "agent", "list")
+    assert agents.returncode == 0 and "ALIVE" in agents.stdout, agents.stdout + agents.stderr
+
+    assert cli("session", "destroy", session).returncode == 0
+    dead = cli("ps", "--dead")
+    assert session in dead.stdout, dead.stdout + dead.stderr
