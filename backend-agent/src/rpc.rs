@@ -26,6 +26,14 @@ pub struct DestroyQuery {
     pub forced: bool,
 }
 
+/// Query of the `/v1/kernels/{id}/files` routes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FileQuery {
+    /// A path relative to the kernel's work directory.
+    #[serde(default)]
+    pub path: String,
+}
+
 /// The agent's RPC routes.
 pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let token = agent.config.token.clone();
@@ -89,6 +97,42 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
         .then(|id: KernelId, agent: Arc<Agent>| async move {
             reply(agent.interrupt(id).await.map(|()| serde_json::json!({})), StatusCode::OK)
         });
+    let files = warp::path!("v1" / "kernels" / KernelId / "files");
+    let put_file = files
+        .and(warp::put())
+        .and(authed.clone())
+        .and(with_agent.clone())
+        .and(warp::query::<FileQuery>())
+        .and(warp::body::content_length_limit(crate::files::MAX_FILE_BYTES))
+        .and(warp::body::stream())
+        .then(|id: KernelId, agent: Arc<Agent>, q: FileQuery, body| async move {
+            reply(
+                agent.put_file(id, &q.path, body).await.map(|size| serde_json::json!({ "size": size })),
+                StatusCode::OK,
+            )
+        });
+    let get_file =
+        files.and(warp::get()).and(authed.clone()).and(with_agent.clone()).and(warp::query::<FileQuery>()).then(
+            |id: KernelId, agent: Arc<Agent>, q: FileQuery| async move {
+                match agent.get_file(id, &q.path).await {
+                    Ok(bytes) => {
+                        let mut resp = Response::new(bytes.into());
+                        resp.headers_mut()
+                            .insert("content-type", warp::http::HeaderValue::from_static("application/octet-stream"));
+                        resp
+                    }
+                    Err(e) => detailed_error_reply(&e),
+                }
+            },
+        );
+    let list_files = warp::path!("v1" / "kernels" / KernelId / "files" / "list")
+        .and(warp::get())
+        .and(authed.clone())
+        .and(with_agent.clone())
+        .and(warp::query::<FileQuery>())
+        .then(|id: KernelId, agent: Arc<Agent>, q: FileQuery| async move {
+            reply(agent.list_files(id, &q.path).await, StatusCode::OK)
+        });
     let logs = warp::path!("v1" / "kernels" / KernelId / "logs").and(warp::get()).and(authed).and(with_agent).then(
         |id: KernelId, agent: Arc<Agent>| async move {
             reply(agent.runtime.logs(id).await.map(|logs| serde_json::json!({ "logs": logs })), StatusCode::OK)
@@ -106,6 +150,12 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
         .or(interrupt)
         .unify()
         .or(logs)
+        .unify()
+        .or(put_file)
+        .unify()
+        .or(get_file)
+        .unify()
+        .or(list_files)
         .unify()
         .recover(recover)
         .unify()
@@ -154,13 +204,17 @@ impl AgentClient {
         if status.is_success() {
             serde_json::from_slice(&bytes).map_err(|e| Error::internal(format!("bad agent answer: {e}")))
         } else {
-            let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_else(|_| Problem {
-                kind: backend_core::ErrorKind::Internal.type_url(),
-                title: "agent error".into(),
-                msg: String::from_utf8_lossy(&bytes).into_owned(),
-            });
-            Err(Error::from_problem(status.as_u16(), problem))
+            Err(Self::problem(status, &bytes))
         }
+    }
+
+    fn problem(status: reqwest::StatusCode, bytes: &[u8]) -> Error {
+        let problem: Problem = serde_json::from_slice(bytes).unwrap_or_else(|_| Problem {
+            kind: backend_core::ErrorKind::Internal.type_url(),
+            title: "agent error".into(),
+            msg: String::from_utf8_lossy(bytes).into_owned(),
+        });
+        Error::from_problem(status.as_u16(), problem)
     }
 
     /// Creates and starts a kernel.
@@ -192,6 +246,38 @@ impl AgentClient {
     pub async fn logs(&self, addr: &str, id: KernelId) -> Result<String> {
         let v: serde_json::Value = self.call(self.http.get(format!("{addr}/v1/kernels/{id}/logs"))).await?;
         Ok(v["logs"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Stores `content` at `path` (relative to the kernel's work directory); returns the size written.
+    pub async fn put_file(&self, addr: &str, id: KernelId, path: &str, content: bytes::Bytes) -> Result<u64> {
+        let url = format!("{addr}/v1/kernels/{id}/files");
+        let v: serde_json::Value = self.call(self.http.put(url).query(&[("path", path)]).body(content)).await?;
+        Ok(v["size"].as_u64().unwrap_or_default())
+    }
+
+    /// The content of the file at `path` (relative to the kernel's work directory).
+    pub async fn get_file(&self, addr: &str, id: KernelId, path: &str) -> Result<bytes::Bytes> {
+        let url = format!("{addr}/v1/kernels/{id}/files");
+        let resp = self
+            .http
+            .get(url)
+            .query(&[("path", path)])
+            .header(TOKEN_HEADER, &self.token)
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable { msg: format!("agent unreachable: {e}") })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| Error::Unavailable { msg: format!("agent answer cut: {e}") })?;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(Self::problem(status, &bytes))
+        }
+    }
+
+    /// The entries of the directory at `path` (relative to the kernel's work directory).
+    pub async fn list_files(&self, addr: &str, id: KernelId, path: &str) -> Result<Vec<crate::files::FileEntry>> {
+        self.call(self.http.get(format!("{addr}/v1/kernels/{id}/files/list")).query(&[("path", path)])).await
     }
 
     /// Kernels the agent runs.

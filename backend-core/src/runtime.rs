@@ -96,6 +96,12 @@ pub trait ContainerRuntime: Send + Sync {
         let _ = kernel_id;
         Err(Error::Unsupported { what: format!("logs on the {} runtime", self.name()) })
     }
+    /// The host directory holding the kernel's work directory (`/home/work` inside it), for file transfers.
+    /// Optional.
+    fn work_dir(&self, kernel_id: KernelId) -> Result<PathBuf> {
+        let _ = kernel_id;
+        Err(Error::Unsupported { what: format!("file transfers on the {} runtime", self.name()) })
+    }
 }
 
 /// Finds the image a reference names among `images`: by name or alias, or by the name without its tag

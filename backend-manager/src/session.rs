@@ -147,6 +147,7 @@ impl Manager {
             None | Some("single-node") | Some("multi-node") => {}
             Some(other) => return Err(Error::InvalidParams { msg: format!("unknown clusterMode {other:?}") }),
         }
+        refuse_unsupported(&req)?;
         if session_type == SessionType::Batch && req.startup_command.as_deref().is_none_or(|c| c.trim().is_empty()) {
             return Err(Error::InvalidParams { msg: "batch sessions need a startupCommand".into() });
         }
@@ -168,7 +169,13 @@ impl Manager {
         }
 
         let scaling_group = req.config.scaling_group.clone().unwrap_or_else(|| "default".into());
-        let agents = AgentSnapshot::schedulable(&self.store.list_agents().await?);
+        let all_agents = self.store.list_agents().await?;
+        if let Some(arch) = req.architecture.as_deref().filter(|a| !a.is_empty()) {
+            if !all_agents.iter().any(|a| a.architecture == arch) {
+                return Err(Error::InvalidParams { msg: format!("no agent has the architecture {arch:?}") });
+            }
+        }
+        let agents = AgentSnapshot::schedulable(&all_agents);
         let image = agents
             .iter()
             .filter(|a| a.scaling_group == scaling_group)
@@ -428,7 +435,7 @@ impl Manager {
         Ok(DestroyResponse { stats })
     }
 
-    async fn main_kernel_of_running(&self, owner: &AccessKey, name: &str) -> Result<KernelRecord> {
+    pub(crate) async fn main_kernel_of_running(&self, owner: &AccessKey, name: &str) -> Result<KernelRecord> {
         let session = self.find_session(owner, name).await?;
         if !matches!(session.status, SessionStatus::Running | SessionStatus::RunningDegraded) {
             return Err(Error::Conflict { msg: format!("session {name:?} is {}, not RUNNING", session.status) });
@@ -508,6 +515,35 @@ impl Manager {
             _ => Err(Error::Conflict { msg: format!("session {name:?} has no live kernel to read logs from") }),
         }
     }
+}
+
+/// Refuses the create parameters this server does not honour yet, so that none is silently ignored when ignoring
+/// it would change what the user gets.
+fn refuse_unsupported(req: &CreateSessionRequest) -> Result<()> {
+    let refuse = |what: &str, why: &str| Err(Error::InvalidParams { msg: format!("`{what}` is not supported: {why}") });
+    let set = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.trim().is_empty());
+    if !req.config.mounts.is_empty() || !req.config.mount_map.is_empty() {
+        return refuse("config.mounts", "virtual folders are not available on this server yet");
+    }
+    if !req.config.preopen_ports.is_empty() {
+        return refuse("config.preopen_ports", "service ports are not available on this server yet");
+    }
+    if set(&req.bootstrap_script) {
+        return refuse("bootstrap_script", "run it as the first execution instead");
+    }
+    if set(&req.starts_at) {
+        return refuse("starts_at", "scheduled starts are not available yet");
+    }
+    if req.dependencies.as_ref().is_some_and(|d| !d.is_empty()) {
+        return refuse("dependencies", "session dependencies are not available yet");
+    }
+    if set(&req.callback_url) {
+        return refuse("callback_url", "status callbacks are not available yet; use GET /events/session");
+    }
+    if let Some(key) = req.config.resource_opts.keys().find(|k| k.as_str() != "shmem") {
+        return refuse(&format!("config.resource_opts.{key}"), "only `shmem` is accepted");
+    }
+    Ok(())
 }
 
 fn response(s: &SessionRecord, created: bool) -> CreateSessionResponse {

@@ -38,6 +38,18 @@ async fn refusals_have_the_right_status_and_leave_nothing() {
         (json!({"image": "python", "name": "zero-cluster", "clusterSize": 0}), 400, "invalid-api-params"),
         (json!({"image": "python", "name": "bad-type", "type": "forever"}), 400, "invalid-api-params"),
         (json!({"image": 42, "name": "wrong-type"}), 400, "invalid-api-params"),
+        (json!({"image": "python", "name": "with-mount", "config": {"mounts": ["data"]}}), 400, "invalid-api-params"),
+        (json!({"image": "python", "name": "bootstrap", "bootstrap_script": "echo hi"}), 400, "invalid-api-params"),
+        (json!({"image": "python", "name": "later", "starts_at": "1h"}), 400, "invalid-api-params"),
+        (json!({"image": "python", "name": "depends", "dependencies": ["x"]}), 400, "invalid-api-params"),
+        (json!({"image": "python", "name": "callback", "callback_url": "http://x"}), 400, "invalid-api-params"),
+        (
+            json!({"image": "python", "name": "opts", "config": {"resource_opts": {"gpu": 1}}}),
+            400,
+            "invalid-api-params",
+        ),
+        (json!({"image": "python", "name": "sparc", "architecture": "sparc64"}), 400, "invalid-api-params"),
+        (json!({"image": "python", "name": "batch-no-cmd", "type": "batch"}), 400, "invalid-api-params"),
     ];
     for (body, status, problem) in cases {
         let a = api.create(body.clone()).await;

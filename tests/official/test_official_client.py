@@ -6,6 +6,7 @@ BACKEND_ACCESS_KEY, BACKEND_SECRET_KEY and BACKENDAI_CLI.
 
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -97,3 +98,64 @@ def test_cli_runs_share_a_named_session_and_the_read_side_sees_it():
     assert cli("session", "destroy", session).returncode == 0
     dead = cli("ps", "--dead")
     assert session in dead.stdout, dead.stdout + dead.stderr
+
+
+def test_cli_run_reports_a_failing_exit_code():
+    result = cli("run", "--rm", "python:3.11", "-c", "import sys; print('bye'); sys.exit(3)")
+    out = result.stdout + result.stderr
+    assert "bye" in result.stdout.splitlines(), out
+    # The 23.9 CLI prints the code's exit code (its own exit status stays 0).
+    assert "exit code = 3" in out, out
+
+
+def wait_until_connected(pid):
+    """Waits until process `pid` holds an established TCP connection to the manager (its event stream)."""
+    port = int(os.environ["BACKEND_ENDPOINT"].rsplit(":", 1)[1].rstrip("/"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        with open("/proc/net/tcp") as table:
+            for row in table.readlines()[1:]:
+                cols = row.split()
+                if cols[3] == "01" and int(cols[2].split(":")[1], 16) == port and cols[9] in inodes:
+                    time.sleep(0.5)  # the request on that connection reaches the server's subscription
+                    return
+        time.sleep(0.05)
+    raise AssertionError("the events watcher never connected")
+
+
+def test_cli_events_show_a_session_lifecycle():
+    session = name("events")
+    watcher = subprocess.Popen([CLI, "events", session], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until_connected(watcher.pid)
+        assert cli("session", "create", "-t", session, "python:3.11").returncode == 0
+        assert cli("session", "destroy", session).returncode == 0
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "session_terminated" not in seen:
+            line = watcher.stdout.readline()
+            if not line:
+                break
+            seen.append(line.split()[0] if line.split() else "")
+        for event in ["session_enqueued", "session_started", "session_terminated"]:
+            assert event in seen, seen
+        assert seen.index("session_enqueued") < seen.index("session_started") < seen.index("session_terminated")
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_cli_reports_a_wrong_secret_key():
+    env = dict(os.environ, BACKEND_SECRET_KEY="not-the-secret-key-0000000000000000000000")
+    result = subprocess.run([CLI, "ps"], capture_output=True, text=True, env=env, timeout=60)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "401" in out or "auth" in out.lower(), out

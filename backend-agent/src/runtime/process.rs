@@ -384,4 +384,12 @@ impl ContainerRuntime for ProcessRuntime {
         let tail = bytes.len().saturating_sub(1 << 20);
         Ok(String::from_utf8_lossy(&bytes[tail..]).into_owned())
     }
+
+    fn work_dir(&self, kernel_id: KernelId) -> Result<PathBuf> {
+        let work = self.kernel_dir(kernel_id).join("work");
+        if !work.is_dir() {
+            return Err(Error::KernelNotFound { id: kernel_id.to_string() });
+        }
+        Ok(work)
+    }
 }
