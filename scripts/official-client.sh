@@ -20,7 +20,7 @@ data=$(mktemp -d)
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$manager" --data-dir "$data" standalone --bind "127.0.0.1:$port" > "$data/manager.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 1 300); do
   [ -f "$data/credentials.env" ] && break
   kill -0 $pid 2>/dev/null || { cat "$data/manager.log"; exit 1; }
