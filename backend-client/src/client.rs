@@ -1,6 +1,8 @@
 //! [`Client`]: one typed method per API call, plus [`Client::execute_to_end`] and [`Client::run_code`], which drive
 //! a run through `continued` and `waiting-input` to its end.
 
+mod admin;
+
 use crate::config::{ClientConfig, ConfigError};
 use crate::signing::{path_and_query_of, signed_headers};
 use backend_core::api::{

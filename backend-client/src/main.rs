@@ -26,6 +26,8 @@ macro_rules! out {
     };
 }
 
+mod admin_cmd;
+
 /// Command-line client of the Backend.AI API.
 #[derive(Debug, Parser)]
 #[command(name = "bai", version)]
@@ -71,6 +73,9 @@ enum Command {
     },
     /// Show the server's API version.
     Version,
+    /// Administration: domains, groups, users, resource policies, scaling groups, keypairs.
+    #[command(subcommand)]
+    Admin(admin_cmd::AdminCommand),
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +268,7 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
             print_answer(json, &serde_json::json!({}), |_| outln!("interrupted {session}"));
         }
         Command::Session(command) => session_command(&client, command, json).await?,
+        Command::Admin(command) => admin_cmd::run(&client, command, json).await?,
     }
     Ok(0)
 }

@@ -393,3 +393,28 @@ async fn a_closed_standard_output_is_not_a_crash() {
 
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_domains_are_created_listed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let bai = Bai::new(&stack, &stack.admin);
+
+    let out = bai.ok(&["admin", "domain", "create", "research", "--description", "R&D"]).await;
+    assert_eq!(out.stdout, "created domain research\n", "{out:?}");
+    let out = bai.ok(&["admin", "domain", "list"]).await;
+    let row = out.stdout.lines().find(|l| l.starts_with("research ")).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(row.contains("R&D"), "{out:?}");
+    assert!(out.stdout.lines().any(|l| l.starts_with("default ")), "the default domain is there: {out:?}");
+    let out = bai.ok(&["--json", "admin", "domain", "list"]).await;
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert!(list["domains"].as_array().unwrap().iter().any(|d| d["name"] == "research"), "{list}");
+
+    let out = bai.run(&["admin", "domain", "create", "research"], None).await;
+    assert_eq!(out.code, Some(1), "a taken name fails: {out:?}");
+    let out = bai.ok(&["admin", "user", "list"]).await;
+    assert!(out.stdout.contains("admin@lablup.com"), "the standalone admin is a user: {out:?}");
+    bai.ok(&["admin", "domain", "delete", "research"]).await;
+
+    stack.shutdown().await;
+}

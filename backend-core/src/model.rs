@@ -1,4 +1,5 @@
-//! Records kept by the metadata store: keypairs, agents, sessions and kernels.
+//! Records kept by the metadata store: domains, groups, users, keypairs, resource policies, scaling groups, agents,
+//! sessions and kernels.
 
 use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
 use crate::slots::ResourceSlots;
@@ -342,4 +343,89 @@ impl KernelRecord {
     pub fn is_main(&self) -> bool {
         self.cluster_role == "main"
     }
+}
+
+/// A domain: the outermost unit of administration, holding groups and users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    /// Its name (the key).
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Inactive domains are kept for the record.
+    pub is_active: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A group, which Backend.AI also calls a project; its name is unique within its domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Its name.
+    pub name: String,
+    /// The domain it belongs to.
+    pub domain: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Inactive groups are kept for the record.
+    pub is_active: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user, identified by e-mail; keypairs name it in `user_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// E-mail address (the key).
+    pub email: String,
+    /// Login name, unique among users.
+    pub username: String,
+    /// The domain it belongs to.
+    pub domain: String,
+    /// Its role.
+    pub role: Role,
+    /// Inactive users are kept for the record.
+    pub is_active: bool,
+    /// Names of the groups of its domain it belongs to, sorted.
+    pub groups: Vec<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Limits that apply to every keypair naming the policy in `resource_policy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPairResourcePolicy {
+    /// Its name (the key).
+    pub name: String,
+    /// The most a keypair's sessions may occupy together (empty: unlimited).
+    pub total_resource_slots: ResourceSlots,
+    /// Sessions a keypair may run at once.
+    pub max_concurrent_sessions: u32,
+    /// Kernels per session.
+    pub max_containers_per_session: u32,
+    /// Sessions a keypair may have waiting (`None`: unlimited).
+    pub max_pending_session_count: Option<u32>,
+    /// Seconds of inactivity before a session is reclaimed (0: never).
+    pub idle_timeout: u64,
+    /// Seconds a session may live (0: forever).
+    pub max_session_lifetime: u64,
+    /// Storage hosts whose folders the keypair may use.
+    pub allowed_vfolder_hosts: Vec<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A scaling group: a pool of agents that sessions ask for by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingGroup {
+    /// Its name (the key).
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Inactive scaling groups take no new sessions.
+    pub is_active: bool,
+    /// The scheduler's name (`fifo`).
+    pub scheduler: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
 }

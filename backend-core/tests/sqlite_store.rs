@@ -1,6 +1,7 @@
 //! The embedded SQLite metadata store against the `MetadataStore` conformance suite, in memory and in a file.
 
 use backend_core::conformance::metadata_store;
+use backend_core::model::{Domain, Group, KeyPairResourcePolicy, ScalingGroup, User};
 use backend_core::store::sqlite::SqliteStore;
 use backend_core::store::MetadataStore;
 use backend_core::AccessKey;
@@ -87,6 +88,66 @@ impl MetadataStore for Alternating {
     }
     async fn set_keypair_active(&self, access_key: &AccessKey, active: bool) -> backend_core::Result<()> {
         self.pick().set_keypair_active(access_key, active).await
+    }
+    async fn put_domain(&self, domain: &Domain) -> backend_core::Result<()> {
+        self.pick().put_domain(domain).await
+    }
+    async fn domain(&self, name: &str) -> backend_core::Result<Option<Domain>> {
+        self.pick().domain(name).await
+    }
+    async fn list_domains(&self) -> backend_core::Result<Vec<Domain>> {
+        self.pick().list_domains().await
+    }
+    async fn delete_domain(&self, name: &str) -> backend_core::Result<()> {
+        self.pick().delete_domain(name).await
+    }
+    async fn put_group(&self, group: &Group) -> backend_core::Result<()> {
+        self.pick().put_group(group).await
+    }
+    async fn group(&self, domain: &str, name: &str) -> backend_core::Result<Option<Group>> {
+        self.pick().group(domain, name).await
+    }
+    async fn list_groups(&self, domain: Option<&str>) -> backend_core::Result<Vec<Group>> {
+        self.pick().list_groups(domain).await
+    }
+    async fn delete_group(&self, domain: &str, name: &str) -> backend_core::Result<()> {
+        self.pick().delete_group(domain, name).await
+    }
+    async fn put_user(&self, user: &User) -> backend_core::Result<()> {
+        self.pick().put_user(user).await
+    }
+    async fn user(&self, email: &str) -> backend_core::Result<Option<User>> {
+        self.pick().user(email).await
+    }
+    async fn list_users(&self, domain: Option<&str>) -> backend_core::Result<Vec<User>> {
+        self.pick().list_users(domain).await
+    }
+    async fn delete_user(&self, email: &str) -> backend_core::Result<()> {
+        self.pick().delete_user(email).await
+    }
+    async fn put_resource_policy(&self, policy: &KeyPairResourcePolicy) -> backend_core::Result<()> {
+        self.pick().put_resource_policy(policy).await
+    }
+    async fn resource_policy(&self, name: &str) -> backend_core::Result<Option<KeyPairResourcePolicy>> {
+        self.pick().resource_policy(name).await
+    }
+    async fn list_resource_policies(&self) -> backend_core::Result<Vec<KeyPairResourcePolicy>> {
+        self.pick().list_resource_policies().await
+    }
+    async fn delete_resource_policy(&self, name: &str) -> backend_core::Result<()> {
+        self.pick().delete_resource_policy(name).await
+    }
+    async fn put_scaling_group(&self, group: &ScalingGroup) -> backend_core::Result<()> {
+        self.pick().put_scaling_group(group).await
+    }
+    async fn scaling_group(&self, name: &str) -> backend_core::Result<Option<ScalingGroup>> {
+        self.pick().scaling_group(name).await
+    }
+    async fn list_scaling_groups(&self) -> backend_core::Result<Vec<ScalingGroup>> {
+        self.pick().list_scaling_groups().await
+    }
+    async fn delete_scaling_group(&self, name: &str) -> backend_core::Result<()> {
+        self.pick().delete_scaling_group(name).await
     }
     async fn upsert_agent(
         &self,

@@ -1,10 +1,7 @@
-//! `backend-manager`: the standalone server and keypair administration.
+//! `backend-manager`: the standalone server and administration of the embedded store.
 
-use anyhow::Context;
-use backend_core::auth::generate_keypair;
-use backend_core::model::{KeyPair, Role};
-use backend_core::store::sqlite::SqliteStore;
-use backend_core::store::MetadataStore;
+mod admin_cli;
+
 use backend_manager::standalone::{Standalone, StandaloneConfig};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -28,32 +25,9 @@ enum Command {
         #[arg(long, env = "BACKENDAI_BIND", default_value = "127.0.0.1:8081")]
         bind: SocketAddr,
     },
-    /// Manage keypairs.
-    #[command(subcommand)]
-    Keypair(KeypairCommand),
-}
-
-#[derive(Subcommand)]
-enum KeypairCommand {
-    /// Create a keypair and print it.
-    Create {
-        /// Make it an admin keypair.
-        #[arg(long)]
-        admin: bool,
-        /// The owning user.
-        #[arg(long, default_value = "user@example.com")]
-        user: String,
-        /// Requests per 15 minutes.
-        #[arg(long, default_value_t = 30_000)]
-        rate_limit: u32,
-    },
-    /// List keypairs (secrets are not shown).
-    List,
-    /// Revoke a keypair.
-    Revoke {
-        /// Its access key.
-        access_key: String,
-    },
+    /// Administration on the embedded store: domain, group, user, policy, scaling-group, keypair.
+    #[command(flatten)]
+    Admin(admin_cli::AdminCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,40 +59,7 @@ async fn run() -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             stack.shutdown().await;
         }
-        Command::Keypair(cmd) => {
-            std::fs::create_dir_all(&cli.data_dir)?;
-            let store = SqliteStore::open(&cli.data_dir.join("metadata.db")).context("opening the store")?;
-            match cmd {
-                KeypairCommand::Create { admin, user, rate_limit } => {
-                    let (ak, sk) = generate_keypair();
-                    let kp = KeyPair {
-                        access_key: ak.into(),
-                        secret_key: sk,
-                        user_id: user,
-                        role: if admin { Role::Admin } else { Role::User },
-                        is_active: true,
-                        rate_limit,
-                        resource_policy: "default".into(),
-                        created_at: chrono::Utc::now(),
-                    };
-                    store.insert_keypair(&kp).await?;
-                    println!("access_key: {}\nsecret_key: {}\nrole: {}", kp.access_key, kp.secret_key, kp.role);
-                }
-                KeypairCommand::List => {
-                    println!("{:<20} {:<10} {:<6} {:<10} user", "access_key", "role", "active", "rate_limit");
-                    for kp in store.list_keypairs().await? {
-                        println!(
-                            "{:<22} {:<11} {:<7} {:<10} {}",
-                            kp.access_key, kp.role, kp.is_active, kp.rate_limit, kp.user_id
-                        );
-                    }
-                }
-                KeypairCommand::Revoke { access_key } => {
-                    store.set_keypair_active(&access_key.as_str().into(), false).await?;
-                    println!("revoked {access_key}");
-                }
-            }
-        }
+        Command::Admin(cmd) => admin_cli::run(&cli.data_dir, cmd).await?,
     }
     Ok(())
 }

@@ -69,6 +69,7 @@ pub struct Standalone {
 pub const CREDENTIALS_FILE: &str = "credentials.env";
 
 async fn admin_keypair(store: &dyn MetadataStore, file: &Path) -> anyhow::Result<KeyPair> {
+    backend_core::store::fixtures::ensure_user(store, "admin@lablup.com", Role::Superadmin).await?;
     if let Ok(text) = tokio::fs::read_to_string(file).await {
         let value = |key: &str| {
             text.lines().find_map(|l| {
@@ -118,6 +119,7 @@ impl Standalone {
         let data = &config.data_dir;
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
         let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data.join("metadata.db"))?);
+        backend_core::store::fixtures::ensure_defaults(store.as_ref()).await?;
         let bus: Arc<dyn EventBus> = Arc::new(LocalEventBus::new());
         let live: Arc<dyn LiveState> = Arc::new(LocalLiveState::new());
         let shared: Arc<dyn ConfigStore> = Arc::new(LocalConfigStore::new());

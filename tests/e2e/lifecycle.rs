@@ -195,3 +195,31 @@ async fn restart_rename_and_complete() {
     api.send(Method::DELETE, "/session/other-one", None).await;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_sessions_run_their_command_and_record_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let api = Api::new(&stack.endpoint, &stack.admin);
+    for (name, command, result) in
+        [("batch-ok", "echo fine", "SUCCESS"), ("batch-bad", "echo broken >&2; exit 7", "FAILURE")]
+    {
+        let created =
+            api.create(json!({"image": "shell", "name": name, "type": "batch", "startupCommand": command})).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let mut info = api.send(Method::GET, &format!("/session/{name}"), None).await;
+        for _ in 0..3000 {
+            if info.body["status"] == "TERMINATED" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            info = api.send(Method::GET, &format!("/session/{name}"), None).await;
+        }
+        assert_eq!(info.body["status"], "TERMINATED", "{}", info.body);
+        assert_eq!(info.body["result"], result, "{}", info.body);
+        assert_eq!(info.body["statusInfo"], "batch-finished", "{}", info.body);
+    }
+    let agent = stack.manager.store.agent(&stack.agent.config.id).await.unwrap().unwrap();
+    assert!(agent.occupied_slots.is_zero());
+    stack.shutdown().await;
+}

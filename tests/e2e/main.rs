@@ -3,6 +3,7 @@
 mod bad_input;
 mod client;
 mod common;
+mod files;
 mod lifecycle;
 mod restart;
 mod robustness;

@@ -159,3 +159,38 @@ def test_cli_reports_a_wrong_secret_key():
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     assert "401" in out or "auth" in out.lower(), out
+
+
+def test_cli_batch_run_of_an_uploaded_file(tmp_path):
+    (tmp_path / "main.py").write_text("import sys\nprint('from file', sys.argv[1:])\n")
+    result = subprocess.run(
+        [CLI, "run", "--rm", "--exec", "python main.py a b", "python:3.11", "main.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "from file ['a', 'b']" in result.stdout, out
+    assert "exit code = 0" in out, out
+
+
+def test_cli_session_files_round_trip(tmp_path):
+    session = name("files")
+    (tmp_path / "data.txt").write_text("payload\n")
+    assert cli("session", "create", "-t", session, "python:3.11").returncode == 0
+    up = subprocess.run([CLI, "session", "upload", session, "data.txt"], capture_output=True, text=True, cwd=tmp_path)
+    assert up.returncode == 0, up.stdout + up.stderr
+    listed = cli("session", "ls", session)
+    assert "data.txt" in listed.stdout, listed.stdout + listed.stderr
+    run = cli("run", "-t", session, "python:3.11", "-c", "open('out.txt', 'w').write(open('data.txt').read().upper())")
+    assert run.returncode == 0, run.stdout + run.stderr
+    dest = tmp_path / "dl"
+    dest.mkdir()
+    down = subprocess.run(
+        [CLI, "session", "download", session, "out.txt"], capture_output=True, text=True, cwd=dest, timeout=60
+    )
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert (dest / "out.txt").read_text() == "PAYLOAD\n"
+    assert cli("session", "destroy", session).returncode == 0

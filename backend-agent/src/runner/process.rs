@@ -85,7 +85,8 @@ pub fn start_batch(run_id: String, options: BatchOptions, cfg: Arc<Config>, sink
 }
 
 async fn run_batch(run_id: &str, options: &BatchOptions, cfg: &Config, sinks: &Sinks, ctl: &ProcessControl) -> i32 {
-    let present = |c: &Option<String>| c.clone().filter(|c| !c.trim().is_empty());
+    // `*` asks for the runner's default step (Backend.AI's heuristics); this runner has none, so it is skipped.
+    let present = |c: &Option<String>| c.clone().filter(|c| !c.trim().is_empty() && c.trim() != "*");
     type StepEvent = fn(String, i32) -> RunnerEvent;
     let steps: [(Option<String>, StepEvent); 2] = [
         (present(&options.clean), |run_id, exit_code| RunnerEvent::CleanFinished { run_id, exit_code }),

@@ -8,8 +8,8 @@
 use crate::error::{ErrorKind, Result};
 use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
 use crate::model::{
-    AgentHeartbeat, AgentInfo, AgentStatus, ImageInfo, KernelRecord, KeyPair, Role, SessionRecord, SessionResult,
-    SessionType,
+    AgentHeartbeat, AgentInfo, AgentStatus, Domain, Group, ImageInfo, KernelRecord, KeyPair, KeyPairResourcePolicy,
+    Role, ScalingGroup, SessionRecord, SessionResult, SessionType, User,
 };
 use crate::slots::ResourceSlots;
 use crate::status::{KernelStatus, SessionStatus, StatusHistory};
@@ -24,6 +24,12 @@ use uuid::Uuid;
 /// each.
 pub async fn run(store: &dyn MetadataStore) {
     keypairs(store).await;
+    assert_occupancy_invariant(store).await;
+    domains(store).await;
+    groups(store).await;
+    users(store).await;
+    resource_policies(store).await;
+    scaling_groups(store).await;
     assert_occupancy_invariant(store).await;
     agents(store).await;
     assert_occupancy_invariant(store).await;
@@ -193,6 +199,204 @@ pub async fn keypairs(store: &dyn MetadataStore) {
     let unknown = AccessKey(format!("AKNONE{}", Uuid::new_v4().simple()));
     expect_kind(store.set_keypair_active(&unknown, false).await, ErrorKind::NotFound, "revoking an unknown key");
     assert_eq!(store.keypair(&unknown).await.unwrap(), None);
+}
+
+/// Domains: put reads back, a second put replaces all but `created_at`, list by name, delete, unknown names, and
+/// `Conflict` while a group is in the domain.
+pub async fn domains(store: &dyn MetadataStore) {
+    let t0 = now();
+    let b = domain(&unique_name("conf-domain-b"), t0);
+    let a = Domain { name: unique_name("conf-domain-a"), ..b.clone() };
+    store.put_domain(&b).await.expect("put domain b");
+    store.put_domain(&a).await.expect("put domain a");
+    assert_eq!(store.domain(&a.name).await.unwrap(), Some(a.clone()), "a domain reads back as written");
+
+    let changed = Domain { description: None, is_active: false, created_at: t0 + Duration::seconds(5), ..a.clone() };
+    store.put_domain(&changed).await.expect("replace domain");
+    let expected = Domain { created_at: a.created_at, ..changed };
+    assert_eq!(store.domain(&a.name).await.unwrap(), Some(expected.clone()), "a replaced domain keeps created_at");
+
+    let listed = store.list_domains().await.unwrap();
+    let pos = |n: &str| listed.iter().position(|d| d.name == n).expect("listed");
+    assert!(pos(&a.name) < pos(&b.name), "domains are listed by name");
+    assert_eq!(listed[pos(&a.name)], expected);
+
+    let g = group(&b.name, "conf-group", t0);
+    store.put_group(&g).await.expect("put group");
+    expect_kind(store.delete_domain(&b.name).await, ErrorKind::Conflict, "deleting a domain with a group");
+    assert!(store.domain(&b.name).await.unwrap().is_some(), "the refused delete changed nothing");
+    store.delete_group(&b.name, &g.name).await.expect("delete group");
+    store.delete_domain(&b.name).await.expect("delete domain b");
+    store.delete_domain(&a.name).await.expect("delete domain a");
+    assert_eq!(store.domain(&a.name).await.unwrap(), None, "deleted");
+    expect_kind(store.delete_domain(&a.name).await, ErrorKind::NotFound, "deleting an unknown domain");
+}
+
+/// Groups: keyed by domain and name (the same name in two domains is two groups), listed by domain then name,
+/// `NotFound` for an unknown domain or group, `Conflict` while a user belongs to the group.
+pub async fn groups(store: &dyn MetadataStore) {
+    let t0 = now();
+    let d1 = domain(&unique_name("conf-gdomain"), t0);
+    let d2 = domain(&unique_name("conf-gdomain"), t0);
+    store.put_domain(&d1).await.expect("put domain 1");
+    store.put_domain(&d2).await.expect("put domain 2");
+    let g1 = group(&d1.name, "shared", t0);
+    let g2 = Group { domain: d2.name.clone(), description: None, ..g1.clone() };
+    let other = group(&d1.name, "another", t0);
+    for g in [&g1, &g2, &other] {
+        store.put_group(g).await.expect("put group");
+    }
+    assert_eq!(store.group(&d1.name, "shared").await.unwrap(), Some(g1.clone()));
+    assert_eq!(store.group(&d2.name, "shared").await.unwrap(), Some(g2.clone()), "one name, two domains");
+
+    let replaced = Group { is_active: false, created_at: t0 + Duration::seconds(3), ..g1.clone() };
+    store.put_group(&replaced).await.expect("replace group");
+    let g1 = Group { created_at: g1.created_at, ..replaced };
+    assert_eq!(store.group(&d1.name, "shared").await.unwrap(), Some(g1.clone()), "replaced, created_at kept");
+
+    assert_eq!(store.list_groups(Some(&d1.name)).await.unwrap(), vec![other.clone(), g1.clone()], "by name");
+    let all = store.list_groups(None).await.unwrap();
+    assert!(all.contains(&g1) && all.contains(&g2) && all.contains(&other), "all domains' groups are listed");
+
+    let missing = group(&unique_name("conf-nodomain"), "x", t0);
+    expect_kind(store.put_group(&missing).await, ErrorKind::NotFound, "a group of an unknown domain");
+    expect_kind(store.delete_group(&d1.name, "nope").await, ErrorKind::NotFound, "deleting an unknown group");
+    assert_eq!(store.group(&d1.name, "nope").await.unwrap(), None);
+
+    let member = user(&d1.name, &["shared"], t0);
+    store.put_user(&member).await.expect("put member");
+    expect_kind(store.delete_group(&d1.name, "shared").await, ErrorKind::Conflict, "deleting a group with members");
+    store.delete_user(&member.email).await.expect("delete member");
+    for g in [&g1, &g2, &other] {
+        store.delete_group(&g.domain, &g.name).await.expect("delete group");
+    }
+    assert_eq!(store.list_groups(Some(&d1.name)).await.unwrap(), vec![]);
+    store.delete_domain(&d1.name).await.expect("delete domain 1");
+    store.delete_domain(&d2.name).await.expect("delete domain 2");
+}
+
+/// Users: keyed by e-mail with their groups, replaced with new memberships, unique usernames, `NotFound` for an
+/// unknown domain or group, `Conflict` while a keypair names the user, and a domain with users cannot go.
+pub async fn users(store: &dyn MetadataStore) {
+    let t0 = now();
+    let d = domain(&unique_name("conf-udomain"), t0);
+    store.put_domain(&d).await.expect("put domain");
+    for name in ["g1", "g2"] {
+        store.put_group(&group(&d.name, name, t0)).await.expect("put group");
+    }
+    let u = user(&d.name, &["g2", "g1"], t0);
+    store.put_user(&u).await.expect("put user");
+    let read = store.user(&u.email).await.unwrap().expect("user reads back");
+    assert_eq!(read, User { groups: vec!["g1".into(), "g2".into()], ..u.clone() }, "groups come back sorted");
+
+    let moved = User { role: Role::Admin, is_active: false, groups: vec!["g2".into()], ..u.clone() };
+    store.put_user(&moved).await.expect("replace user");
+    assert_eq!(store.user(&u.email).await.unwrap(), Some(moved.clone()), "replaced with its new memberships");
+
+    let second = user(&d.name, &[], t0);
+    store.put_user(&second).await.expect("put second user");
+    let listed = store.list_users(Some(&d.name)).await.unwrap();
+    let mut emails = vec![moved.email.clone(), second.email.clone()];
+    emails.sort();
+    assert_eq!(listed.iter().map(|u| u.email.clone()).collect::<Vec<_>>(), emails, "by e-mail, in the domain");
+    assert!(store.list_users(None).await.unwrap().contains(&moved));
+
+    let clash = User { username: moved.username.clone(), ..user(&d.name, &[], t0) };
+    expect_kind(store.put_user(&clash).await, ErrorKind::AlreadyExists, "a taken username");
+    assert_eq!(store.user(&clash.email).await.unwrap(), None, "the refused put changed nothing");
+    let bad_group = User { groups: vec!["nope".into()], ..user(&d.name, &[], t0) };
+    expect_kind(store.put_user(&bad_group).await, ErrorKind::NotFound, "a user in an unknown group");
+    assert_eq!(store.user(&bad_group.email).await.unwrap(), None);
+    let bad_domain = user(&unique_name("conf-nodomain"), &[], t0);
+    expect_kind(store.put_user(&bad_domain).await, ErrorKind::NotFound, "a user of an unknown domain");
+
+    store.delete_group(&d.name, "g1").await.expect("g1 lost its only member");
+    expect_kind(store.delete_domain(&d.name).await, ErrorKind::Conflict, "deleting a domain with users");
+
+    let kp = KeyPair { user_id: moved.email.clone(), ..keypair(t0) };
+    store.insert_keypair(&kp).await.expect("insert keypair");
+    expect_kind(store.delete_user(&moved.email).await, ErrorKind::Conflict, "deleting a user with a keypair");
+    assert!(store.user(&moved.email).await.unwrap().is_some());
+
+    store.delete_user(&second.email).await.expect("delete second");
+    assert_eq!(store.user(&second.email).await.unwrap(), None);
+    expect_kind(store.delete_user(&second.email).await, ErrorKind::NotFound, "deleting an unknown user");
+}
+
+/// Keypair resource policies: every field reads back, replace keeps `created_at`, listed by name, `Conflict`
+/// while a keypair names the policy, `NotFound` when unknown.
+pub async fn resource_policies(store: &dyn MetadataStore) {
+    let t0 = now();
+    let p = KeyPairResourcePolicy {
+        name: unique_name("conf-policy"),
+        total_resource_slots: slots(&[("cpu", "8"), ("mem", "16g")]),
+        max_concurrent_sessions: 5,
+        max_containers_per_session: 2,
+        max_pending_session_count: Some(3),
+        idle_timeout: 600,
+        max_session_lifetime: 86_400,
+        allowed_vfolder_hosts: vec!["local".into(), "nfs".into()],
+        created_at: t0,
+    };
+    store.put_resource_policy(&p).await.expect("put policy");
+    let read = store.resource_policy(&p.name).await.unwrap().expect("reads back");
+    assert!(same_slots(&read.total_resource_slots, &p.total_resource_slots));
+    assert_eq!(KeyPairResourcePolicy { total_resource_slots: p.total_resource_slots.clone(), ..read }, p);
+
+    let changed = KeyPairResourcePolicy {
+        total_resource_slots: ResourceSlots::new(),
+        max_pending_session_count: None,
+        allowed_vfolder_hosts: vec![],
+        created_at: t0 + Duration::seconds(9),
+        ..p.clone()
+    };
+    store.put_resource_policy(&changed).await.expect("replace policy");
+    let p = KeyPairResourcePolicy { created_at: p.created_at, ..changed };
+    assert_eq!(store.resource_policy(&p.name).await.unwrap(), Some(p.clone()), "replaced, created_at kept");
+    let q = KeyPairResourcePolicy { name: unique_name("conf-policz"), ..p.clone() };
+    store.put_resource_policy(&q).await.expect("put second policy");
+    let listed = store.list_resource_policies().await.unwrap();
+    let pos = |n: &str| listed.iter().position(|x| x.name == n).expect("listed");
+    assert!(pos(&p.name) < pos(&q.name), "policies are listed by name");
+
+    let kp = KeyPair { resource_policy: p.name.clone(), ..keypair(t0) };
+    store.insert_keypair(&kp).await.expect("insert keypair");
+    expect_kind(store.delete_resource_policy(&p.name).await, ErrorKind::Conflict, "deleting a policy in use");
+    store.delete_resource_policy(&q.name).await.expect("delete unused policy");
+    assert_eq!(store.resource_policy(&q.name).await.unwrap(), None);
+    expect_kind(store.delete_resource_policy(&q.name).await, ErrorKind::NotFound, "deleting an unknown policy");
+}
+
+/// Scaling groups: read back, replace keeps `created_at`, listed by name, `Conflict` while an agent serves it,
+/// `NotFound` when unknown.
+pub async fn scaling_groups(store: &dyn MetadataStore) {
+    let t0 = now();
+    let g = ScalingGroup {
+        name: unique_name("conf-sgroup"),
+        description: Some("conformance".into()),
+        is_active: true,
+        scheduler: "fifo".into(),
+        created_at: t0,
+    };
+    store.put_scaling_group(&g).await.expect("put scaling group");
+    assert_eq!(store.scaling_group(&g.name).await.unwrap(), Some(g.clone()));
+    let changed =
+        ScalingGroup { scheduler: "lifo".into(), is_active: false, created_at: t0 + Duration::seconds(2), ..g.clone() };
+    store.put_scaling_group(&changed).await.expect("replace scaling group");
+    let g = ScalingGroup { created_at: g.created_at, ..changed };
+    assert_eq!(store.scaling_group(&g.name).await.unwrap(), Some(g.clone()), "replaced, created_at kept");
+    let h = ScalingGroup { name: unique_name("conf-sgrouq"), ..g.clone() };
+    store.put_scaling_group(&h).await.expect("put second scaling group");
+    let listed = store.list_scaling_groups().await.unwrap();
+    let pos = |n: &str| listed.iter().position(|x| x.name == n).expect("listed");
+    assert!(pos(&g.name) < pos(&h.name), "scaling groups are listed by name");
+
+    let hb = AgentHeartbeat { scaling_group: g.name.clone(), ..heartbeat(cpu("1")) };
+    store.upsert_agent(&hb, t0).await.expect("agent");
+    expect_kind(store.delete_scaling_group(&g.name).await, ErrorKind::Conflict, "deleting a served scaling group");
+    store.delete_scaling_group(&h.name).await.expect("delete scaling group");
+    assert_eq!(store.scaling_group(&h.name).await.unwrap(), None);
+    expect_kind(store.delete_scaling_group(&h.name).await, ErrorKind::NotFound, "deleting an unknown scaling group");
 }
 
 /// Agents: a new agent is ALIVE with nothing occupied; heartbeats update address, capacity and images but keep
@@ -879,6 +1083,34 @@ fn keypair(created_at: DateTime<Utc>) -> KeyPair {
         rate_limit: 1000,
         resource_policy: "default".into(),
         created_at: created_at.trunc_subsecs(6),
+    }
+}
+
+fn domain(name: &str, created_at: DateTime<Utc>) -> Domain {
+    Domain { name: name.into(), description: Some("conformance".into()), is_active: true, created_at }
+}
+
+fn group(domain: &str, name: &str, created_at: DateTime<Utc>) -> Group {
+    Group {
+        name: name.into(),
+        domain: domain.into(),
+        description: Some("conformance".into()),
+        is_active: true,
+        created_at,
+    }
+}
+
+/// A user of `domain` in `groups`, with a fresh e-mail and username.
+fn user(domain: &str, groups: &[&str], created_at: DateTime<Utc>) -> User {
+    let id = Uuid::new_v4().simple();
+    User {
+        email: format!("{id}@conformance.invalid"),
+        username: format!("conf-{id}"),
+        domain: domain.into(),
+        role: Role::User,
+        is_active: true,
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        created_at,
     }
 }
 

@@ -1,14 +1,19 @@
-//! The metadata store: durable records of keypairs, agents, sessions and kernels.
+//! The metadata store: durable records of domains, groups, users, keypairs, resource policies, scaling groups,
+//! agents, sessions and kernels.
 //!
 //! Implementations: [`sqlite::SqliteStore`] (embedded, feature `sqlite`). Every implementation must pass
 //! [`crate::conformance::metadata_store`].
 
+pub mod fixtures;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use crate::error::Result;
 use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
-use crate::model::{AgentHeartbeat, AgentInfo, AgentStatus, KernelRecord, KeyPair, SessionRecord, SessionResult};
+use crate::model::{
+    AgentHeartbeat, AgentInfo, AgentStatus, Domain, Group, KernelRecord, KeyPair, KeyPairResourcePolicy, ScalingGroup,
+    SessionRecord, SessionResult, User,
+};
 use crate::status::{KernelStatus, SessionStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -88,6 +93,56 @@ pub trait MetadataStore: Send + Sync {
     async fn list_keypairs(&self) -> Result<Vec<KeyPair>>;
     /// Activates or revokes a keypair. `NotFound` when unknown.
     async fn set_keypair_active(&self, access_key: &AccessKey, active: bool) -> Result<()>;
+
+    /// Creates or replaces a domain (a replaced one keeps its `created_at`).
+    async fn put_domain(&self, domain: &Domain) -> Result<()>;
+    /// A domain by name.
+    async fn domain(&self, name: &str) -> Result<Option<Domain>>;
+    /// Every domain, by name.
+    async fn list_domains(&self) -> Result<Vec<Domain>>;
+    /// Deletes a domain. `NotFound` when unknown, `Conflict` while it has groups or users.
+    async fn delete_domain(&self, name: &str) -> Result<()>;
+
+    /// Creates or replaces a group, keyed by domain and name (a replaced one keeps its `created_at`). `NotFound`
+    /// when the domain is unknown.
+    async fn put_group(&self, group: &Group) -> Result<()>;
+    /// A group by domain and name.
+    async fn group(&self, domain: &str, name: &str) -> Result<Option<Group>>;
+    /// The groups of one domain, or of all, by domain then name.
+    async fn list_groups(&self, domain: Option<&str>) -> Result<Vec<Group>>;
+    /// Deletes a group. `NotFound` when unknown, `Conflict` while users belong to it.
+    async fn delete_group(&self, domain: &str, name: &str) -> Result<()>;
+
+    /// Creates or replaces a user, keyed by e-mail, with its group memberships (a replaced one keeps its
+    /// `created_at`). `NotFound` when the domain or one of the groups (in that domain) is unknown,
+    /// `AlreadyExists` when another user has the username.
+    async fn put_user(&self, user: &User) -> Result<()>;
+    /// A user by e-mail.
+    async fn user(&self, email: &str) -> Result<Option<User>>;
+    /// The users of one domain, or of all, by e-mail.
+    async fn list_users(&self, domain: Option<&str>) -> Result<Vec<User>>;
+    /// Deletes a user and its memberships. `NotFound` when unknown, `Conflict` while keypairs name it in
+    /// `user_id`.
+    async fn delete_user(&self, email: &str) -> Result<()>;
+
+    /// Creates or replaces a keypair resource policy (a replaced one keeps its `created_at`).
+    async fn put_resource_policy(&self, policy: &KeyPairResourcePolicy) -> Result<()>;
+    /// A keypair resource policy by name.
+    async fn resource_policy(&self, name: &str) -> Result<Option<KeyPairResourcePolicy>>;
+    /// Every keypair resource policy, by name.
+    async fn list_resource_policies(&self) -> Result<Vec<KeyPairResourcePolicy>>;
+    /// Deletes a keypair resource policy. `NotFound` when unknown, `Conflict` while keypairs name it in
+    /// `resource_policy`.
+    async fn delete_resource_policy(&self, name: &str) -> Result<()>;
+
+    /// Creates or replaces a scaling group (a replaced one keeps its `created_at`).
+    async fn put_scaling_group(&self, group: &ScalingGroup) -> Result<()>;
+    /// A scaling group by name.
+    async fn scaling_group(&self, name: &str) -> Result<Option<ScalingGroup>>;
+    /// Every scaling group, by name.
+    async fn list_scaling_groups(&self) -> Result<Vec<ScalingGroup>>;
+    /// Deletes a scaling group. `NotFound` when unknown, `Conflict` while agents serve it.
+    async fn delete_scaling_group(&self, name: &str) -> Result<()>;
 
     /// Records a heartbeat: a new agent is inserted ALIVE with `first_contact = now` and nothing occupied; a known one
     /// becomes ALIVE with the heartbeat's address, capacity and images, keeping its occupied slots and first contact.

@@ -8,13 +8,17 @@
 //! so they sort as text and keep microsecond precision (a timestamp read back is the one written, truncated to the
 //! microsecond); slots, images, environments and status histories are JSON text; statuses are their wire names.
 
+mod admin;
 mod schema;
 
 use self::schema::{agents, kernels, keypairs, sessions};
 use super::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
 use crate::error::{Error, Result};
 use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
-use crate::model::{AgentHeartbeat, AgentInfo, AgentStatus, KernelRecord, KeyPair, SessionRecord, SessionResult};
+use crate::model::{
+    AgentHeartbeat, AgentInfo, AgentStatus, Domain, Group, KernelRecord, KeyPair, KeyPairResourcePolicy, ScalingGroup,
+    SessionRecord, SessionResult, User,
+};
 use crate::slots::ResourceSlots;
 use crate::status::{KernelStatus, SessionStatus};
 use async_trait::async_trait;
@@ -738,6 +742,103 @@ impl MetadataStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn put_domain(&self, domain: &Domain) -> Result<()> {
+        let domain = domain.clone();
+        self.write(move |conn| admin::put_domain(conn, &domain)).await
+    }
+
+    async fn domain(&self, name: &str) -> Result<Option<Domain>> {
+        let name = name.to_owned();
+        self.with_conn(move |conn| admin::domain(conn, &name)).await
+    }
+
+    async fn list_domains(&self) -> Result<Vec<Domain>> {
+        self.with_conn(admin::list_domains).await
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |conn| admin::delete_domain(conn, &name)).await
+    }
+
+    async fn put_group(&self, group: &Group) -> Result<()> {
+        let group = group.clone();
+        self.write(move |conn| admin::put_group(conn, &group)).await
+    }
+
+    async fn group(&self, domain: &str, name: &str) -> Result<Option<Group>> {
+        let (domain, name) = (domain.to_owned(), name.to_owned());
+        self.with_conn(move |conn| admin::group(conn, &domain, &name)).await
+    }
+
+    async fn list_groups(&self, domain: Option<&str>) -> Result<Vec<Group>> {
+        let domain = domain.map(str::to_owned);
+        self.with_conn(move |conn| admin::list_groups(conn, domain.as_deref())).await
+    }
+
+    async fn delete_group(&self, domain: &str, name: &str) -> Result<()> {
+        let (domain, name) = (domain.to_owned(), name.to_owned());
+        self.write(move |conn| admin::delete_group(conn, &domain, &name)).await
+    }
+
+    async fn put_user(&self, user: &User) -> Result<()> {
+        let user = user.clone();
+        self.write(move |conn| admin::put_user(conn, &user)).await
+    }
+
+    async fn user(&self, email: &str) -> Result<Option<User>> {
+        let email = email.to_owned();
+        self.read(move |conn| admin::user(conn, &email)).await
+    }
+
+    async fn list_users(&self, domain: Option<&str>) -> Result<Vec<User>> {
+        let domain = domain.map(str::to_owned);
+        self.read(move |conn| admin::list_users(conn, domain.as_deref())).await
+    }
+
+    async fn delete_user(&self, email: &str) -> Result<()> {
+        let email = email.to_owned();
+        self.write(move |conn| admin::delete_user(conn, &email)).await
+    }
+
+    async fn put_resource_policy(&self, policy: &KeyPairResourcePolicy) -> Result<()> {
+        let policy = policy.clone();
+        self.write(move |conn| admin::put_resource_policy(conn, &policy)).await
+    }
+
+    async fn resource_policy(&self, name: &str) -> Result<Option<KeyPairResourcePolicy>> {
+        let name = name.to_owned();
+        self.with_conn(move |conn| admin::resource_policy(conn, &name)).await
+    }
+
+    async fn list_resource_policies(&self) -> Result<Vec<KeyPairResourcePolicy>> {
+        self.with_conn(admin::list_resource_policies).await
+    }
+
+    async fn delete_resource_policy(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |conn| admin::delete_resource_policy(conn, &name)).await
+    }
+
+    async fn put_scaling_group(&self, group: &ScalingGroup) -> Result<()> {
+        let group = group.clone();
+        self.write(move |conn| admin::put_scaling_group(conn, &group)).await
+    }
+
+    async fn scaling_group(&self, name: &str) -> Result<Option<ScalingGroup>> {
+        let name = name.to_owned();
+        self.with_conn(move |conn| admin::scaling_group(conn, &name)).await
+    }
+
+    async fn list_scaling_groups(&self) -> Result<Vec<ScalingGroup>> {
+        self.with_conn(admin::list_scaling_groups).await
+    }
+
+    async fn delete_scaling_group(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |conn| admin::delete_scaling_group(conn, &name)).await
     }
 
     async fn upsert_agent(&self, heartbeat: &AgentHeartbeat, now: DateTime<Utc>) -> Result<AgentInfo> {

@@ -1,6 +1,8 @@
 //! The public REST API (Backend.AI v7.20230615): routes, keypair authentication and rate limiting.
 
+pub mod admin;
 pub mod events;
+pub mod files;
 pub mod graphql;
 pub mod session;
 pub mod stream;
@@ -87,12 +89,15 @@ async fn authenticate(
     // A request without a body may be signed with an empty content type (our client) or with
     // `application/octet-stream`, which is how Backend.AI's aiohttp server reads a missing header and so how the
     // official client signs its streaming GETs.
-    let content_types: &[&str] = match header("content-type") {
-        Some(ct) => &[ct],
-        None => &["", "application/octet-stream"],
+    // The official client signs a multipart request with the bare media type (aiohttp's `request.content_type`),
+    // while the header also carries the boundary.
+    let bare = header("content-type").and_then(|ct| ct.split_once(';')).map(|(bare, _)| bare.trim());
+    let content_types: Vec<&str> = match header("content-type") {
+        Some(ct) => std::iter::once(ct).chain(bare).collect(),
+        None => vec!["", "application/octet-stream"],
     };
     let mut verified = Err(Error::AuthFailed { msg: "signature mismatch".into() });
-    for content_type in content_types {
+    for content_type in &content_types {
         let parts = SignedParts {
             method: method.as_str(),
             path_and_query: &path_and_query,
@@ -139,9 +144,13 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = std
     });
     root.or(session::routes(m.clone()))
         .unify()
+        .or(files::routes(m.clone()))
+        .unify()
         .or(stream::routes(m.clone()))
         .unify()
         .or(graphql::routes(m.clone()))
+        .unify()
+        .or(admin::routes(m.clone()))
         .unify()
         .or(events::routes(m))
         .unify()

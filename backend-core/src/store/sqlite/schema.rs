@@ -1,8 +1,8 @@
 //! Diesel's view of the tables of `migrations/sqlite` that the store reads and writes.
 //!
 //! `rowid` is SQLite's implicit row number, declared so that rows created in the same microsecond still list in
-//! insertion order. The tables created for later work (domains, groups, users, keypair resource policies, scaling
-//! groups) are not declared until something uses them.
+//! insertion order. Columns the store does not use yet (a domain's slots and registries, a user's password, a
+//! scaling group's driver) are left out and keep their defaults.
 
 diesel::table! {
     keypairs (access_key) {
@@ -85,5 +85,71 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    domains (name) {
+        name -> Text,
+        description -> Nullable<Text>,
+        is_active -> Bool,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    groups (id) {
+        id -> Text,
+        name -> Text,
+        domain_name -> Text,
+        description -> Nullable<Text>,
+        is_active -> Bool,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    users (uuid) {
+        uuid -> Text,
+        username -> Text,
+        email -> Text,
+        domain_name -> Text,
+        role -> Text,
+        status -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    association_groups_users (group_id, user_id) {
+        group_id -> Text,
+        user_id -> Text,
+    }
+}
+
+diesel::table! {
+    keypair_resource_policies (name) {
+        name -> Text,
+        total_resource_slots -> Text,
+        max_session_lifetime -> BigInt,
+        max_concurrent_sessions -> BigInt,
+        max_containers_per_session -> BigInt,
+        idle_timeout -> BigInt,
+        max_pending_session_count -> Nullable<BigInt>,
+        allowed_vfolder_hosts -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    scaling_groups (name) {
+        name -> Text,
+        description -> Nullable<Text>,
+        is_active -> Bool,
+        scheduler -> Text,
+        created_at -> Text,
+    }
+}
+
 diesel::joinable!(kernels -> sessions (session_id));
+diesel::joinable!(association_groups_users -> groups (group_id));
+diesel::joinable!(association_groups_users -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(kernels, sessions);
+diesel::allow_tables_to_appear_in_same_query!(association_groups_users, groups, users);

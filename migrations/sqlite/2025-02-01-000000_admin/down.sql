@@ -1,0 +1,4 @@
+DROP INDEX ix_keypairs_resource_policy;
+DROP TABLE association_groups_users;
+ALTER TABLE keypair_resource_policies DROP COLUMN allowed_vfolder_hosts;
+ALTER TABLE keypair_resource_policies DROP COLUMN max_pending_session_count;
