@@ -35,7 +35,7 @@ pub struct FileQuery {
 }
 
 /// The agent's RPC routes.
-pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+pub fn routes(agent: Arc<Agent>) -> warp::filters::BoxedFilter<(Response,)> {
     let token = agent.config.token.clone();
     let authed = warp::header::optional::<String>(TOKEN_HEADER)
         .and_then(move |given: Option<String>| {
@@ -159,6 +159,7 @@ pub fn routes(agent: Arc<Agent>) -> impl Filter<Extract = (Response,), Error = s
         .unify()
         .recover(recover)
         .unify()
+        .boxed()
 }
 
 fn reply<T: Serialize>(result: Result<T>, status: StatusCode) -> Response {

@@ -12,7 +12,6 @@ use backend_core::AccessKey;
 use backend_manager::{Manager, ManagerConfig};
 use chrono::Utc;
 use serde_json::{json, Value};
-use std::convert::Infallible;
 use std::sync::Arc;
 use warp::reply::Response;
 use warp::test::RequestBuilder;
@@ -84,7 +83,7 @@ fn new_keypair(role: Role) -> KeyPair {
 
 impl<F> Harness<F>
 where
-    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 {
     async fn send(&self, req: RequestBuilder) -> Resp {
         let resp = tokio::time::timeout(std::time::Duration::from_secs(10), req.reply(&self.api))
@@ -110,7 +109,7 @@ where
     }
 }
 
-async fn harness() -> Harness<impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static> {
+async fn harness() -> Harness<impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static> {
     let m = Manager::new(
         ManagerConfig::default(),
         Arc::new(SqliteStore::in_memory().expect("in-memory store")),

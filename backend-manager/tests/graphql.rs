@@ -11,7 +11,6 @@ use backend_core::{AccessKey, AgentId, ResourceSlots};
 use backend_manager::{Manager, ManagerConfig};
 use chrono::Utc;
 use serde_json::{json, Value};
-use std::convert::Infallible;
 use std::sync::Arc;
 use warp::reply::Response;
 use warp::test::RequestBuilder;
@@ -60,7 +59,7 @@ struct Harness<F> {
 
 impl<F> Harness<F>
 where
-    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 {
     async fn call(&self, req: RequestBuilder) -> (u16, Value) {
         let resp = tokio::time::timeout(std::time::Duration::from_secs(10), req.reply(&self.api))
@@ -164,7 +163,7 @@ where
     }
 }
 
-fn harness() -> Harness<impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static> {
+fn harness() -> Harness<impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static> {
     let m = Manager::new(
         ManagerConfig::default(),
         Arc::new(SqliteStore::in_memory().expect("in-memory store")),

@@ -15,7 +15,6 @@ use backend_core::{AccessKey, AgentId, ResourceSlots};
 use backend_manager::{Manager, ManagerConfig};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
-use std::convert::Infallible;
 use std::sync::Arc;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
@@ -133,7 +132,7 @@ fn signed_json(method: &str, path: &str, kp: &KeyPair, body: &Value) -> RequestB
 
 async fn call<F>(api: &F, req: RequestBuilder) -> Resp
 where
-    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 {
     // No request here may wait on a scheduler or an agent: a hang is a failure, not a stuck test run.
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), req.reply(api))
@@ -161,7 +160,7 @@ fn new_keypair(role: Role, rate_limit: u32) -> KeyPair {
 
 impl<F> Harness<F>
 where
-    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 {
     async fn call(&self, req: RequestBuilder) -> Resp {
         call(&self.api, req).await
@@ -215,7 +214,7 @@ where
 
 fn harness_with(
     config: ManagerConfig,
-) -> Harness<impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static> {
+) -> Harness<impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static> {
     let m = Manager::new(
         config,
         Arc::new(SqliteStore::in_memory().expect("in-memory store")),
@@ -228,7 +227,7 @@ fn harness_with(
     Harness { m, api }
 }
 
-fn harness() -> Harness<impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static> {
+fn harness() -> Harness<impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static> {
     harness_with(ManagerConfig::default())
 }
 

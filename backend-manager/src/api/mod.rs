@@ -17,6 +17,7 @@ use chrono::Utc;
 use std::sync::Arc;
 use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
+use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, Reply};
 
 /// The length of the rolling rate-limit window, in seconds (15 minutes).
@@ -136,24 +137,28 @@ pub fn authenticated(m: Arc<Manager>) -> impl Filter<Extract = (Caller,), Error 
         })
 }
 
-/// Every route of the public API, with errors rendered as problem+json.
-pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+/// Every route of the public API, with errors rendered as problem+json (rejections are all recovered).
+pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
     let root = warp::path::end().and(warp::get()).map(|| {
         warp::reply::json(&VersionInfo { version: API_VERSION.into(), manager: env!("CARGO_PKG_VERSION").into() })
             .into_response()
     });
-    root.or(session::routes(m.clone()))
+    // Each area is boxed: the combined filter type is otherwise deep enough to exhaust the compiler's recursion
+    // limit wherever the server future is instantiated.
+    root.boxed()
+        .or(session::routes(m.clone()).boxed())
         .unify()
-        .or(files::routes(m.clone()))
+        .or(files::routes(m.clone()).boxed())
         .unify()
-        .or(stream::routes(m.clone()))
+        .or(stream::routes(m.clone()).boxed())
         .unify()
-        .or(graphql::routes(m.clone()))
+        .or(graphql::routes(m.clone()).boxed())
         .unify()
-        .or(admin::routes(m.clone()))
+        .or(admin::routes(m.clone()).boxed())
         .unify()
-        .or(events::routes(m))
+        .or(events::routes(m).boxed())
         .unify()
         .recover(recover)
         .unify()
+        .boxed()
 }
