@@ -311,14 +311,14 @@ impl ContainerRuntime for ProcessRuntime {
         if let Some(cg) = &self.cgroups {
             let dirs = cg.dirs(kernel_id);
             // A group can only be removed once its last process is reaped.
-            for _ in 0..100 {
+            for _ in 0..1000 {
                 if dirs.iter().all(|d| {
                     !d.join("cgroup.procs").exists()
                         || std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
                 }) {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
             cg.remove(&dirs);
         }
