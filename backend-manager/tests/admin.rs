@@ -109,7 +109,8 @@ where
     }
 }
 
-async fn harness() -> Harness<impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static> {
+async fn harness(
+) -> Harness<impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static> {
     let m = Manager::new(
         ManagerConfig::default(),
         Arc::new(SqliteStore::in_memory().expect("in-memory store")),

@@ -15,9 +15,9 @@ use backend_core::error::{Error, Result};
 use backend_core::model::KeyPair;
 use chrono::Utc;
 use std::sync::Arc;
+use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
-use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, Reply};
 
 /// The length of the rolling rate-limit window, in seconds (15 minutes).
