@@ -1,10 +1,12 @@
 //! The metadata store: durable records of domains, groups, users, keypairs, resource policies, scaling groups,
 //! agents, sessions and kernels.
 //!
-//! Implementations: [`sqlite::SqliteStore`] (embedded, feature `sqlite`). Every implementation must pass
-//! [`crate::conformance::metadata_store`].
+//! Implementations: [`sqlite::SqliteStore`] (embedded, feature `sqlite`) and `postgres::PostgresStore` (clusters,
+//! feature `postgres`). Every implementation must pass [`crate::conformance::metadata_store`].
 
 pub mod fixtures;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -1,0 +1,1291 @@
+//! The cluster metadata store: PostgreSQL through diesel-async (tokio-postgres, no libpq) and a deadpool pool.
+//!
+//! Every call runs in one transaction on a pooled connection. Writes that move resources take row locks in one
+//! global order, session, then its kernels, then agents sorted by id, so that any number of managers sharing the
+//! database serialize on the rows they touch and never deadlock: [`MetadataStore::allocate`] re-reads each agent
+//! with `SELECT ... FOR UPDATE` before checking its room, and a kernel giving its slots back locks its agent the same
+//! way. Transactions run at READ COMMITTED (a locked row is always read at its latest committed version); reads
+//! that issue several queries run as one REPEATABLE READ, READ ONLY snapshot. A transaction the server aborts as a
+//! deadlock or serialization failure is retried a few times.
+//!
+//! Storage conventions (see `migrations/postgres`): ids are `uuid` (agents keep their text ids); timestamps are
+//! `timestamptz`, written truncated to the microsecond, so a timestamp read back is the one written, truncated to
+//! the microsecond; slots, images, environments and status histories are `jsonb`, slot amounts being the decimal
+//! strings [`ResourceSlots`] serializes (exact round trips); statuses are their wire names.
+//!
+//! Connecting does not touch the schema: call [`PostgresStore::migrate`] (the manager's `schema migrate`), or
+//! [`PostgresStore::connect_and_migrate`].
+
+mod admin;
+mod schema;
+
+use self::schema::{agents, kernels, keypairs, sessions};
+use super::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
+use crate::error::{Error, Result};
+use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
+use crate::model::{
+    AgentHeartbeat, AgentInfo, AgentStatus, Domain, Group, KernelRecord, KeyPair, KeyPairResourcePolicy, ScalingGroup,
+    SessionRecord, SessionResult, User,
+};
+use crate::slots::ResourceSlots;
+use crate::status::{KernelStatus, SessionStatus};
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
+use diesel::pg::Pg;
+use diesel::prelude::{
+    AsChangeset, ExpressionMethods, Insertable, OptionalExtension, QueryDsl, Queryable, Selectable, SelectableHelper,
+};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::upsert::excluded;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection, TransactionManager};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The schema, compiled in; [`PostgresStore::migrate`] applies what a database lacks.
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// The advisory lock that keeps two managers from migrating one database at the same time.
+const MIGRATION_LOCK: i64 = 0x6261_695f_6d69_6772; // "bai_migr"
+
+/// How many times a transaction aborted by a deadlock or a serialization failure runs.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// How long a call waits for a pooled connection before reporting the database unavailable.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The [`MetadataStore`] on PostgreSQL, for clusters of managers. Cloning shares the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool<AsyncPgConnection>,
+    /// The URL without its password, for messages.
+    shown_url: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore").field("url", &self.shown_url).finish_non_exhaustive()
+    }
+}
+
+/// `url` without the password of its user-info part.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// A pool of at most `pool_size` connections (at least one) to the database at `url`
+    /// (`postgres://user:password@host:port/database`), checked by opening one connection. The schema is left
+    /// alone. `Unavailable` when the server cannot be reached or refuses the login.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(|e| Error::internal(format!("building the postgres pool: {e}")))?;
+        let store = Self { pool, shown_url: redact(url) };
+        drop(store.checkout().await?);
+        Ok(store)
+    }
+
+    /// [`PostgresStore::connect`], then [`PostgresStore::migrate`].
+    pub async fn connect_and_migrate(url: &str, pool_size: usize) -> Result<Self> {
+        let store = Self::connect(url, pool_size).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations the database lacks, oldest first, each in its own transaction, and returns
+    /// the versions applied (empty when the schema is current). Two managers migrating at once take turns.
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        self.with_harness(|conn| {
+            let applied = conn.run_pending_migrations(MIGRATIONS)?;
+            Ok(applied.into_iter().map(|v| v.to_string()).collect())
+        })
+        .await
+        .map_err(|e| Error::internal(format!("migrating the postgres schema: {e}")))
+    }
+
+    /// Every embedded migration, oldest first, as its version and whether the database has it applied.
+    pub async fn migration_status(&self) -> Result<Vec<(String, bool)>> {
+        self.with_harness(|conn| {
+            let applied: BTreeSet<String> = conn.applied_migrations()?.into_iter().map(|v| v.to_string()).collect();
+            let mut known: Vec<String> = MigrationSource::<Pg>::migrations(&MIGRATIONS)?
+                .iter()
+                .map(|m| m.name().version().to_string())
+                .collect();
+            known.sort();
+            Ok(known.into_iter().map(|v| (v.clone(), applied.contains(&v))).collect())
+        })
+        .await
+        .map_err(|e| Error::internal(format!("reading the postgres migration status: {e}")))
+    }
+
+    /// Runs diesel's synchronous migration harness on a connection taken out of the pool, on the blocking pool
+    /// (which works under either tokio runtime flavour), holding the migration advisory lock.
+    async fn with_harness<T, F>(&self, f: F) -> std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AsyncConnectionWrapper<AsyncPgConnection>) -> diesel::migration::Result<T> + Send + 'static,
+    {
+        let conn = Object::take(self.checkout().await?);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
+            SimpleConnection::batch_execute(&mut conn, &format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+            let out = f(&mut conn);
+            // The connection is dropped next, which would release the lock too.
+            let _ = SimpleConnection::batch_execute(&mut conn, &format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+            out
+        })
+        .await?
+    }
+
+    async fn checkout(&self) -> Result<Object<AsyncPgConnection>> {
+        let unavailable =
+            |e: &dyn fmt::Display| Error::Unavailable { msg: format!("postgres at {}: {e}", self.shown_url) };
+        match tokio::time::timeout(CHECKOUT_TIMEOUT, self.pool.get()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(unavailable(&e)),
+            Err(_) => Err(unavailable(&format!("no connection within {CHECKOUT_TIMEOUT:?}"))),
+        }
+    }
+}
+
+/// Runs `$body` (an async block using the connection `$conn`) in a transaction on a pooled connection: committed
+/// when it returns `Ok`, rolled back otherwise, and run again from the start when the server aborted it as a
+/// deadlock or serialization failure. `read` transactions are one REPEATABLE READ, READ ONLY snapshot.
+macro_rules! transaction {
+    ($store:expr, $mode:expr, |$conn:ident| $body:expr) => {{
+        let mut attempt = 1;
+        loop {
+            let mut pooled = $store.checkout().await?;
+            let $conn: &mut AsyncPgConnection = &mut pooled;
+            let outcome: Tx<_> = match begin($conn, $mode).await {
+                Err(e) => Err(e.into()),
+                Ok(()) => match $body.await {
+                    Ok(value) => AnsiTransactionManager::commit_transaction($conn)
+                        .await
+                        .map(|()| value)
+                        .map_err(Failure::from),
+                    Err(failure) => {
+                        if let Err(e) = AnsiTransactionManager::rollback_transaction($conn).await {
+                            tracing::warn!(error = %e, "rolling back a postgres transaction");
+                        }
+                        Err(failure)
+                    }
+                },
+            };
+            match outcome {
+                Err(Failure::Db(e)) if attempt < MAX_ATTEMPTS && retryable(&e) => {
+                    tracing::debug!(attempt, error = %e, "retrying a postgres transaction");
+                    drop(pooled);
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                other => break other.map_err(Error::from),
+            }
+        }
+    }};
+}
+
+/// How a transaction starts.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// READ COMMITTED, with explicit row locks where it matters.
+    Write,
+    /// One snapshot for several queries.
+    Read,
+}
+
+async fn begin(conn: &mut AsyncPgConnection, mode: Mode) -> diesel::QueryResult<()> {
+    AnsiTransactionManager::begin_transaction(conn).await?;
+    if let Mode::Read = mode {
+        conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+    }
+    Ok(())
+}
+
+/// Whether the server aborted the transaction for a reason that running it again can cure.
+fn retryable(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
+}
+
+/// A failure inside a store call: the database's, or a domain error that must roll the transaction back too.
+#[derive(Debug)]
+enum Failure {
+    Db(DieselError),
+    Domain(Error),
+}
+
+type Tx<T> = std::result::Result<T, Failure>;
+
+impl From<DieselError> for Failure {
+    fn from(e: DieselError) -> Self {
+        Failure::Db(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Domain(e)
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Domain(e) => e,
+            Failure::Db(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
+                Error::AlreadyExists { msg: info.message().to_owned() }
+            }
+            // Only a concurrent writer gets here: the store checks references before it deletes or refers.
+            Failure::Db(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info)) => {
+                Error::Conflict { msg: info.message().to_owned() }
+            }
+            Failure::Db(DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info)) => {
+                Error::Unavailable { msg: format!("postgres: {}", info.message()) }
+            }
+            Failure::Db(e) => Error::internal(format!("postgres: {e}")),
+        }
+    }
+}
+
+/// Maps a unique violation to `AlreadyExists` naming `what`.
+fn taken(what: impl FnOnce() -> String) -> impl FnOnce(DieselError) -> Failure {
+    move |e| match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            Error::AlreadyExists { msg: what() }.into()
+        }
+        other => other.into(),
+    }
+}
+
+fn corrupt(what: &str, value: &str, e: impl fmt::Display) -> Failure {
+    Error::internal(format!("corrupt {what} {value:?} in the postgres store: {e}")).into()
+}
+
+/// A timestamp as this store keeps it: whole microseconds, truncated (PostgreSQL itself would round).
+fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Tx<Value> {
+    serde_json::to_value(value).map_err(|e| Error::internal(format!("encoding a store column: {e}")).into())
+}
+
+fn from_json<T: DeserializeOwned>(what: &str, value: Value) -> Tx<T> {
+    serde_json::from_value(value.clone()).map_err(|e| corrupt(what, &value.to_string(), e))
+}
+
+fn parse<T: FromStr>(what: &str, s: &str) -> Tx<T>
+where
+    T::Err: fmt::Display,
+{
+    s.parse().map_err(|e| corrupt(what, s, e))
+}
+
+fn to_u32(what: &str, n: i64) -> Tx<u32> {
+    u32::try_from(n).map_err(|e| corrupt(what, &n.to_string(), e))
+}
+
+/// Wire names of the statuses matching `pred`.
+fn kernel_statuses(pred: impl Fn(KernelStatus) -> bool) -> Vec<&'static str> {
+    KernelStatus::ALL.into_iter().filter(|s| pred(*s)).map(KernelStatus::as_str).collect()
+}
+
+fn final_session_statuses() -> Vec<&'static str> {
+    SessionStatus::ALL.into_iter().filter(|s| s.is_final()).map(SessionStatus::as_str).collect()
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = keypairs, check_for_backend(Pg))]
+struct KeyPairRow {
+    access_key: String,
+    secret_key: String,
+    user_id: String,
+    role: String,
+    is_active: bool,
+    rate_limit: i64,
+    resource_policy: String,
+    created_at: DateTime<Utc>,
+}
+
+impl KeyPairRow {
+    fn from_model(k: &KeyPair) -> Self {
+        Self {
+            access_key: k.access_key.0.clone(),
+            secret_key: k.secret_key.clone(),
+            user_id: k.user_id.clone(),
+            role: k.role.as_str().to_owned(),
+            is_active: k.is_active,
+            rate_limit: i64::from(k.rate_limit),
+            resource_policy: k.resource_policy.clone(),
+            created_at: ts(k.created_at),
+        }
+    }
+
+    fn into_model(self) -> Tx<KeyPair> {
+        Ok(KeyPair {
+            role: parse("role", &self.role)?,
+            rate_limit: to_u32("rate limit", self.rate_limit)?,
+            created_at: self.created_at,
+            access_key: AccessKey(self.access_key),
+            secret_key: self.secret_key,
+            user_id: self.user_id,
+            is_active: self.is_active,
+            resource_policy: self.resource_policy,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = agents, check_for_backend(Pg))]
+struct AgentRow {
+    id: String,
+    status: String,
+    addr: String,
+    scaling_group: String,
+    architecture: String,
+    available_slots: Value,
+    occupied_slots: Value,
+    images: Value,
+    schedulable: bool,
+    runtime: String,
+    version: String,
+    first_contact: DateTime<Utc>,
+    lost_at: Option<DateTime<Utc>>,
+}
+
+impl AgentRow {
+    fn into_model(self) -> Tx<AgentInfo> {
+        Ok(AgentInfo {
+            status: parse("agent status", &self.status)?,
+            available_slots: from_json("available slots", self.available_slots)?,
+            occupied_slots: from_json("occupied slots", self.occupied_slots)?,
+            images: from_json("images", self.images)?,
+            first_contact: self.first_contact,
+            lost_at: self.lost_at,
+            id: AgentId(self.id),
+            addr: self.addr,
+            scaling_group: self.scaling_group,
+            architecture: self.architecture,
+            schedulable: self.schedulable,
+            runtime: self.runtime,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = sessions, treat_none_as_null = true, check_for_backend(Pg))]
+struct SessionRow {
+    id: Uuid,
+    name: String,
+    access_key: String,
+    domain_name: String,
+    group_name: String,
+    session_type: String,
+    image: String,
+    cluster_size: i64,
+    status: String,
+    status_info: Option<String>,
+    status_history: Value,
+    requested_slots: Value,
+    environ: Value,
+    tag: Option<String>,
+    scaling_group: String,
+    priority: i32,
+    startup_command: Option<String>,
+    result: String,
+    created_at: DateTime<Utc>,
+    terminated_at: Option<DateTime<Utc>>,
+}
+
+impl SessionRow {
+    fn from_model(s: &SessionRecord) -> Tx<Self> {
+        Ok(Self {
+            id: s.id.0,
+            name: s.name.clone(),
+            access_key: s.access_key.0.clone(),
+            domain_name: s.domain.clone(),
+            group_name: s.group.clone(),
+            session_type: s.session_type.as_str().to_owned(),
+            image: s.image.clone(),
+            cluster_size: i64::from(s.cluster_size),
+            status: s.status.as_str().to_owned(),
+            status_info: s.status_info.clone(),
+            status_history: to_json(&s.status_history)?,
+            requested_slots: to_json(&s.requested_slots)?,
+            environ: to_json(&s.environ)?,
+            tag: s.tag.clone(),
+            scaling_group: s.scaling_group.clone(),
+            priority: s.priority,
+            startup_command: s.startup_command.clone(),
+            result: s.result.as_str().to_owned(),
+            created_at: ts(s.created_at),
+            terminated_at: s.terminated_at.map(ts),
+        })
+    }
+
+    fn into_model(self) -> Tx<SessionRecord> {
+        Ok(SessionRecord {
+            id: SessionId(self.id),
+            session_type: parse("session type", &self.session_type)?,
+            cluster_size: to_u32("cluster size", self.cluster_size)?,
+            status: parse("session status", &self.status)?,
+            status_history: from_json("status history", self.status_history)?,
+            requested_slots: from_json("requested slots", self.requested_slots)?,
+            environ: from_json::<BTreeMap<String, String>>("environ", self.environ)?,
+            result: parse::<SessionResult>("session result", &self.result)?,
+            created_at: self.created_at,
+            terminated_at: self.terminated_at,
+            name: self.name,
+            access_key: AccessKey(self.access_key),
+            domain: self.domain_name,
+            group: self.group_name,
+            image: self.image,
+            status_info: self.status_info,
+            tag: self.tag,
+            scaling_group: self.scaling_group,
+            priority: self.priority,
+            startup_command: self.startup_command,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = kernels, treat_none_as_null = true, check_for_backend(Pg))]
+struct KernelRow {
+    id: Uuid,
+    session_id: Uuid,
+    access_key: String,
+    cluster_role: String,
+    cluster_idx: i64,
+    cluster_hostname: String,
+    image: String,
+    agent_id: Option<String>,
+    agent_addr: Option<String>,
+    container_id: Option<String>,
+    status: String,
+    status_info: Option<String>,
+    status_history: Value,
+    requested_slots: Value,
+    occupied_slots: Value,
+    exit_code: Option<i32>,
+    created_at: DateTime<Utc>,
+    terminated_at: Option<DateTime<Utc>>,
+}
+
+impl KernelRow {
+    fn from_model(k: &KernelRecord) -> Tx<Self> {
+        Ok(Self {
+            id: k.id.0,
+            session_id: k.session_id.0,
+            access_key: k.access_key.0.clone(),
+            cluster_role: k.cluster_role.clone(),
+            cluster_idx: i64::from(k.cluster_idx),
+            cluster_hostname: k.cluster_hostname.clone(),
+            image: k.image.clone(),
+            agent_id: k.agent_id.as_ref().map(|a| a.0.clone()),
+            agent_addr: k.agent_addr.clone(),
+            container_id: k.container_id.clone(),
+            status: k.status.as_str().to_owned(),
+            status_info: k.status_info.clone(),
+            status_history: to_json(&k.status_history)?,
+            requested_slots: to_json(&k.requested_slots)?,
+            occupied_slots: to_json(&k.occupied_slots)?,
+            exit_code: k.exit_code,
+            created_at: ts(k.created_at),
+            terminated_at: k.terminated_at.map(ts),
+        })
+    }
+
+    fn into_model(self) -> Tx<KernelRecord> {
+        Ok(KernelRecord {
+            id: KernelId(self.id),
+            session_id: SessionId(self.session_id),
+            cluster_idx: to_u32("cluster index", self.cluster_idx)?,
+            status: parse("kernel status", &self.status)?,
+            status_history: from_json("status history", self.status_history)?,
+            requested_slots: from_json("requested slots", self.requested_slots)?,
+            occupied_slots: from_json("occupied slots", self.occupied_slots)?,
+            created_at: self.created_at,
+            terminated_at: self.terminated_at,
+            access_key: AccessKey(self.access_key),
+            cluster_role: self.cluster_role,
+            cluster_hostname: self.cluster_hostname,
+            image: self.image,
+            agent_id: self.agent_id.map(AgentId),
+            agent_addr: self.agent_addr,
+            container_id: self.container_id,
+            status_info: self.status_info,
+            exit_code: self.exit_code,
+        })
+    }
+}
+
+/// Whether a read takes the row lock (`FOR UPDATE`) until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    No,
+    ForUpdate,
+}
+
+async fn load_session(conn: &mut AsyncPgConnection, id: SessionId, lock: Lock) -> Tx<Option<SessionRecord>> {
+    let query = sessions::table.find(id.0).select(SessionRow::as_select());
+    let row = match lock {
+        Lock::No => query.first(conn).await.optional()?,
+        Lock::ForUpdate => query.for_update().first(conn).await.optional()?,
+    };
+    row.map(SessionRow::into_model).transpose()
+}
+
+async fn load_kernel(conn: &mut AsyncPgConnection, id: KernelId, lock: Lock) -> Tx<Option<KernelRecord>> {
+    let query = kernels::table.find(id.0).select(KernelRow::as_select());
+    let row = match lock {
+        Lock::No => query.first(conn).await.optional()?,
+        Lock::ForUpdate => query.for_update().first(conn).await.optional()?,
+    };
+    row.map(KernelRow::into_model).transpose()
+}
+
+/// The main kernel first, then by role and index.
+fn sort_kernels(kernels: &mut [KernelRecord]) {
+    kernels.sort_by(|a, b| {
+        (!a.is_main(), &a.cluster_role, a.cluster_idx).cmp(&(!b.is_main(), &b.cluster_role, b.cluster_idx))
+    });
+}
+
+async fn load_kernels(conn: &mut AsyncPgConnection, session: SessionId, lock: Lock) -> Tx<Vec<KernelRecord>> {
+    let query = kernels::table.filter(kernels::session_id.eq(session.0)).order(kernels::id.asc());
+    let rows = match lock {
+        Lock::No => query.select(KernelRow::as_select()).load(conn).await?,
+        Lock::ForUpdate => query.select(KernelRow::as_select()).for_update().load(conn).await?,
+    };
+    let mut kernels = rows.into_iter().map(KernelRow::into_model).collect::<Tx<Vec<_>>>()?;
+    sort_kernels(&mut kernels);
+    Ok(kernels)
+}
+
+async fn load_agent(conn: &mut AsyncPgConnection, id: &AgentId, lock: Lock) -> Tx<Option<AgentInfo>> {
+    let query = agents::table.find(id.as_str()).select(AgentRow::as_select());
+    let row = match lock {
+        Lock::No => query.first(conn).await.optional()?,
+        Lock::ForUpdate => query.for_update().first(conn).await.optional()?,
+    };
+    row.map(AgentRow::into_model).transpose()
+}
+
+async fn save_session(conn: &mut AsyncPgConnection, session: &SessionRecord) -> Tx<()> {
+    let row = SessionRow::from_model(session)?;
+    diesel::update(sessions::table.find(row.id)).set(&row).execute(conn).await?;
+    Ok(())
+}
+
+async fn save_kernel(conn: &mut AsyncPgConnection, kernel: &KernelRecord) -> Tx<()> {
+    let row = KernelRow::from_model(kernel)?;
+    diesel::update(kernels::table.find(row.id)).set(&row).execute(conn).await?;
+    Ok(())
+}
+
+async fn save_agent_occupied(conn: &mut AsyncPgConnection, id: &AgentId, occupied: &ResourceSlots) -> Tx<()> {
+    diesel::update(agents::table.find(id.as_str()))
+        .set(agents::occupied_slots.eq(to_json(occupied)?))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// `from - what` per slot, without the slots that reach zero; a slot that would go negative (which only a broken
+/// invariant allows) stops at zero.
+fn without(from: &ResourceSlots, what: &ResourceSlots) -> ResourceSlots {
+    let mut left = ResourceSlots::new();
+    for (slot, amount) in (from.clone() - what.clone()).iter() {
+        if amount > Decimal::ZERO {
+            left.set(slot, amount);
+        } else if amount < Decimal::ZERO {
+            tracing::warn!(slot, %amount, "releasing more slots than the agent had occupied");
+        }
+    }
+    left
+}
+
+/// Gives a kernel's occupied slots back to its agent (once: the kernel holds nothing afterwards), under the
+/// agent's row lock.
+async fn release(conn: &mut AsyncPgConnection, kernel: &mut KernelRecord) -> Tx<()> {
+    let held = std::mem::take(&mut kernel.occupied_slots);
+    if held.is_zero() {
+        return Ok(());
+    }
+    let Some(agent_id) = &kernel.agent_id else {
+        tracing::warn!(kernel = %kernel.id, "a kernel without an agent held slots");
+        return Ok(());
+    };
+    match load_agent(conn, agent_id, Lock::ForUpdate).await? {
+        Some(agent) => save_agent_occupied(conn, agent_id, &without(&agent.occupied_slots, &held)).await,
+        None => {
+            tracing::warn!(kernel = %kernel.id, agent = %agent_id, "the kernel's agent is unknown");
+            Ok(())
+        }
+    }
+}
+
+/// Moves a kernel to `status` at `now`: history, end time for final statuses, slots back for dead ones.
+async fn enter(
+    conn: &mut AsyncPgConnection,
+    kernel: &mut KernelRecord,
+    status: KernelStatus,
+    now: DateTime<Utc>,
+) -> Tx<()> {
+    kernel.status = status;
+    kernel.status_history.push(status, now);
+    if status.is_final() {
+        kernel.terminated_at = Some(now);
+    }
+    if status.is_dead() {
+        release(conn, kernel).await?;
+    }
+    Ok(())
+}
+
+fn enter_session(session: &mut SessionRecord, status: SessionStatus, now: DateTime<Utc>) {
+    session.status = status;
+    session.status_history.push(status, now);
+    if status.is_final() {
+        session.terminated_at = Some(now);
+    }
+}
+
+/// Locks, in id order, the agents of the kernels that hold slots, so that releasing them later keeps the global
+/// lock order (session, kernels, agents by id).
+async fn lock_agents_of(conn: &mut AsyncPgConnection, kernels: &[KernelRecord]) -> Tx<()> {
+    let ids: BTreeSet<&AgentId> =
+        kernels.iter().filter(|k| !k.occupied_slots.is_zero()).filter_map(|k| k.agent_id.as_ref()).collect();
+    for id in ids {
+        load_agent(conn, id, Lock::ForUpdate).await?;
+    }
+    Ok(())
+}
+
+async fn allocate_in(
+    conn: &mut AsyncPgConnection,
+    id: SessionId,
+    placements: &[Placement],
+    now: DateTime<Utc>,
+) -> Tx<()> {
+    // The session's lock makes a second allocation of the same session wait, then see it SCHEDULED.
+    let mut session = load_session(conn, id, Lock::ForUpdate)
+        .await?
+        .ok_or_else(|| Error::SessionNotFound { name: id.to_string() })?;
+    if session.status != SessionStatus::Pending {
+        return Err(Error::Conflict {
+            msg: format!("session {id} is {}, not PENDING, and cannot be allocated", session.status),
+        }
+        .into());
+    }
+    let mut kernels = load_kernels(conn, id, Lock::ForUpdate).await?;
+
+    // The placements must name every kernel of the session exactly once.
+    let mut target: HashMap<KernelId, &AgentId> = HashMap::new();
+    for p in placements {
+        if !kernels.iter().any(|k| k.id == p.kernel_id) {
+            return Err(
+                Error::InvalidParams { msg: format!("kernel {} is not part of session {id}", p.kernel_id) }.into()
+            );
+        }
+        if target.insert(p.kernel_id, &p.agent_id).is_some() {
+            return Err(Error::InvalidParams { msg: format!("kernel {} is placed twice", p.kernel_id) }.into());
+        }
+    }
+    if let Some(k) = kernels.iter().find(|k| !target.contains_key(&k.id)) {
+        return Err(Error::InvalidParams { msg: format!("kernel {} of session {id} is not placed", k.id) }.into());
+    }
+    for k in &kernels {
+        k.status.transition(KernelStatus::Scheduled)?;
+    }
+
+    // What each agent receives, then, under its row lock and in id order, whether it is there and has room.
+    let mut demand: BTreeMap<&AgentId, ResourceSlots> = BTreeMap::new();
+    for k in &kernels {
+        let slot = demand.entry(target[&k.id]).or_default();
+        *slot = std::mem::take(slot) + k.requested_slots.clone();
+    }
+    let mut hosts: HashMap<AgentId, AgentInfo> = HashMap::new();
+    for (agent_id, wanted) in &demand {
+        let agent = load_agent(conn, agent_id, Lock::ForUpdate)
+            .await?
+            .filter(|a| a.status == AgentStatus::Alive && a.schedulable)
+            .ok_or_else(|| Error::AgentNotFound { id: agent_id.to_string() })?;
+        let occupied = agent.occupied_slots.clone() + wanted.clone();
+        if !occupied.fits_in(&agent.available_slots) {
+            return Err(Error::QuotaExceeded {
+                msg: format!(
+                    "agent {agent_id} cannot take {wanted}: {} of {} occupied",
+                    agent.occupied_slots, agent.available_slots
+                ),
+            }
+            .into());
+        }
+        save_agent_occupied(conn, agent_id, &occupied).await?;
+        hosts.insert(agent.id.clone(), agent);
+    }
+
+    for k in &mut kernels {
+        let agent = &hosts[target[&k.id]];
+        k.agent_id = Some(agent.id.clone());
+        k.agent_addr = Some(agent.addr.clone());
+        k.occupied_slots = k.requested_slots.clone();
+        enter(conn, k, KernelStatus::Scheduled, now).await?;
+        save_kernel(conn, k).await?;
+    }
+    enter_session(&mut session, SessionStatus::Scheduled, now);
+    save_session(conn, &session).await
+}
+
+async fn update_kernel_in(
+    conn: &mut AsyncPgConnection,
+    id: KernelId,
+    change: KernelChange,
+    now: DateTime<Utc>,
+) -> Tx<KernelTransition> {
+    // A kernel never changes session, so an unlocked read finds which session to lock first.
+    let session_id =
+        load_kernel(conn, id, Lock::No).await?.ok_or_else(|| Error::KernelNotFound { id: id.to_string() })?.session_id;
+    let mut session = load_session(conn, session_id, Lock::ForUpdate)
+        .await?
+        .ok_or_else(|| Error::internal(format!("kernel {id} belongs to no session")))?;
+    let mut kernel =
+        load_kernel(conn, id, Lock::ForUpdate).await?.ok_or_else(|| Error::KernelNotFound { id: id.to_string() })?;
+    if change.status != kernel.status {
+        kernel.status.transition(change.status)?;
+        enter(conn, &mut kernel, change.status, now).await?;
+    }
+    if change.status_info.is_some() {
+        kernel.status_info = change.status_info;
+    }
+    if change.container_id.is_some() {
+        kernel.container_id = change.container_id;
+    }
+    if change.exit_code.is_some() {
+        kernel.exit_code = change.exit_code;
+    }
+    save_kernel(conn, &kernel).await?;
+
+    // The session's lock keeps its other kernels from changing while its status is derived from them.
+    let statuses: Vec<KernelStatus> =
+        load_kernels(conn, session.id, Lock::No).await?.iter().map(|k| k.status).collect();
+    let moved = match SessionStatus::derive(&statuses) {
+        Some(to) if to != session.status && session.status.can_transition_to(to) => {
+            let from = session.status;
+            enter_session(&mut session, to, now);
+            session.status_info = kernel.status_info.clone();
+            save_session(conn, &session).await?;
+            Some((from, to))
+        }
+        _ => None,
+    };
+    Ok(KernelTransition { kernel, session: moved })
+}
+
+async fn update_session_in(
+    conn: &mut AsyncPgConnection,
+    id: SessionId,
+    change: SessionChange,
+    now: DateTime<Utc>,
+) -> Tx<Option<(SessionStatus, SessionStatus)>> {
+    let mut session = load_session(conn, id, Lock::ForUpdate)
+        .await?
+        .ok_or_else(|| Error::SessionNotFound { name: id.to_string() })?;
+    let from = session.status;
+    if change.status != from {
+        from.transition(change.status)?;
+    }
+    let kernel_status = KernelStatus::from(change.status);
+    let kernels = load_kernels(conn, id, Lock::ForUpdate).await?;
+    if kernel_status.is_dead() {
+        lock_agents_of(conn, &kernels).await?;
+    }
+    for mut kernel in kernels {
+        if kernel.status.is_dead() || kernel.status == kernel_status || !kernel.status.can_transition_to(kernel_status)
+        {
+            continue;
+        }
+        enter(conn, &mut kernel, kernel_status, now).await?;
+        if change.status_info.is_some() {
+            kernel.status_info = change.status_info.clone();
+        }
+        save_kernel(conn, &kernel).await?;
+    }
+    if change.status != from {
+        enter_session(&mut session, change.status, now);
+    }
+    if change.status_info.is_some() {
+        session.status_info = change.status_info;
+    }
+    if let Some(result) = change.result {
+        session.result = result;
+    }
+    save_session(conn, &session).await?;
+    Ok((change.status != from).then_some((from, change.status)))
+}
+
+async fn insert_session_in(conn: &mut AsyncPgConnection, row: &SessionRow, kernel_rows: &[KernelRow]) -> Tx<()> {
+    let live: i64 = sessions::table
+        .filter(sessions::access_key.eq(&row.access_key))
+        .filter(sessions::name.eq(&row.name))
+        .filter(sessions::status.ne_all(final_session_statuses()))
+        .count()
+        .get_result(conn)
+        .await?;
+    let already = || format!("session {:?} of {}", row.name, row.access_key);
+    if live > 0 {
+        return Err(Error::AlreadyExists { msg: already() }.into());
+    }
+    // A concurrent insert of the same live name trips the partial unique index instead.
+    diesel::insert_into(sessions::table).values(row).execute(conn).await.map_err(taken(already))?;
+    if !kernel_rows.is_empty() {
+        diesel::insert_into(kernels::table)
+            .values(kernel_rows)
+            .execute(conn)
+            .await
+            .map_err(taken(|| format!("a kernel of session {}", row.id)))?;
+    }
+    Ok(())
+}
+
+async fn rename_session_in(conn: &mut AsyncPgConnection, id: SessionId, name: &str) -> Tx<()> {
+    let session =
+        load_session(conn, id, Lock::ForUpdate).await?.ok_or(Error::SessionNotFound { name: id.to_string() })?;
+    if session.status.is_final() {
+        return Err(Error::Conflict { msg: format!("session {id} is {}", session.status) }.into());
+    }
+    let taken_by_other: i64 = sessions::table
+        .filter(sessions::access_key.eq(session.access_key.as_str()))
+        .filter(sessions::name.eq(name))
+        .filter(sessions::id.ne(id.0))
+        .filter(sessions::status.ne_all(final_session_statuses()))
+        .count()
+        .get_result(conn)
+        .await?;
+    let already = || format!("session {name:?} of {}", session.access_key);
+    if taken_by_other > 0 {
+        return Err(Error::AlreadyExists { msg: already() }.into());
+    }
+    diesel::update(sessions::table.find(id.0))
+        .set(sessions::name.eq(name))
+        .execute(conn)
+        .await
+        .map_err(taken(already))?;
+    Ok(())
+}
+
+async fn find_session_in(conn: &mut AsyncPgConnection, owner: &str, key: &str) -> Tx<Option<SessionRecord>> {
+    if let Ok(id) = Uuid::parse_str(key) {
+        let by_id = sessions::table
+            .find(id)
+            .filter(sessions::access_key.eq(owner))
+            .select(SessionRow::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some(row) = by_id {
+            return row.into_model().map(Some);
+        }
+    }
+    let named = || {
+        sessions::table
+            .filter(sessions::access_key.eq(owner.to_owned()))
+            .filter(sessions::name.eq(key.to_owned()))
+            .order((sessions::created_at.desc(), sessions::seq.desc()))
+            .select(SessionRow::as_select())
+            .into_boxed()
+    };
+    let live = named().filter(sessions::status.ne_all(final_session_statuses())).first(conn).await.optional()?;
+    let row = match live {
+        Some(live) => Some(live),
+        None => named().first(conn).await.optional()?,
+    };
+    row.map(SessionRow::into_model).transpose()
+}
+
+async fn pending_sessions_in(conn: &mut AsyncPgConnection) -> Tx<Vec<(SessionRecord, Vec<KernelRecord>)>> {
+    let pending = SessionStatus::Pending.as_str();
+    let sessions = sessions::table
+        .filter(sessions::status.eq(pending))
+        .order((sessions::created_at.asc(), sessions::seq.asc()))
+        .select(SessionRow::as_select())
+        .load(conn)
+        .await?;
+    let kernel_rows = kernels::table
+        .inner_join(sessions::table)
+        .filter(sessions::status.eq(pending))
+        .select(KernelRow::as_select())
+        .load(conn)
+        .await?;
+    let mut by_session: HashMap<SessionId, Vec<KernelRecord>> = HashMap::new();
+    for row in kernel_rows {
+        let k = row.into_model()?;
+        by_session.entry(k.session_id).or_default().push(k);
+    }
+    sessions
+        .into_iter()
+        .map(|row| {
+            let session = row.into_model()?;
+            let mut kernels = by_session.remove(&session.id).unwrap_or_default();
+            sort_kernels(&mut kernels);
+            Ok((session, kernels))
+        })
+        .collect()
+}
+
+async fn upsert_agent_in(conn: &mut AsyncPgConnection, hb: &AgentHeartbeat, now: DateTime<Utc>) -> Tx<AgentInfo> {
+    let row = AgentRow {
+        id: hb.id.0.clone(),
+        status: AgentStatus::Alive.as_str().to_owned(),
+        addr: hb.addr.clone(),
+        scaling_group: hb.scaling_group.clone(),
+        architecture: hb.architecture.clone(),
+        available_slots: to_json(&hb.available_slots)?,
+        occupied_slots: to_json(&ResourceSlots::new())?,
+        images: to_json(&hb.images)?,
+        schedulable: true,
+        runtime: hb.runtime.clone(),
+        version: hb.version.clone(),
+        first_contact: ts(now),
+        lost_at: None,
+    };
+    // A known agent keeps its occupied slots, schedulability, first contact and `lost_at`.
+    let stored = diesel::insert_into(agents::table)
+        .values(&row)
+        .on_conflict(agents::id)
+        .do_update()
+        .set((
+            agents::status.eq(excluded(agents::status)),
+            agents::addr.eq(excluded(agents::addr)),
+            agents::scaling_group.eq(excluded(agents::scaling_group)),
+            agents::architecture.eq(excluded(agents::architecture)),
+            agents::available_slots.eq(excluded(agents::available_slots)),
+            agents::images.eq(excluded(agents::images)),
+            agents::runtime.eq(excluded(agents::runtime)),
+            agents::version.eq(excluded(agents::version)),
+        ))
+        .returning(AgentRow::as_returning())
+        .get_result(conn)
+        .await?;
+    stored.into_model()
+}
+
+#[async_trait]
+impl MetadataStore for PostgresStore {
+    async fn insert_keypair(&self, keypair: &KeyPair) -> Result<()> {
+        let row = KeyPairRow::from_model(keypair);
+        transaction!(self, Mode::Write, |conn| async {
+            diesel::insert_into(keypairs::table)
+                .values(&row)
+                .execute(conn)
+                .await
+                .map_err(taken(|| format!("keypair {}", row.access_key)))?;
+            Ok(())
+        })
+    }
+
+    async fn keypair(&self, access_key: &AccessKey) -> Result<Option<KeyPair>> {
+        transaction!(self, Mode::Read, |conn| async {
+            let row = keypairs::table
+                .find(access_key.as_str())
+                .select(KeyPairRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(KeyPairRow::into_model).transpose()
+        })
+    }
+
+    async fn list_keypairs(&self) -> Result<Vec<KeyPair>> {
+        transaction!(self, Mode::Read, |conn| async {
+            keypairs::table
+                .order((keypairs::created_at.asc(), keypairs::seq.asc()))
+                .select(KeyPairRow::as_select())
+                .load(conn)
+                .await?
+                .into_iter()
+                .map(KeyPairRow::into_model)
+                .collect::<Tx<Vec<_>>>()
+        })
+    }
+
+    async fn set_keypair_active(&self, access_key: &AccessKey, active: bool) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| async {
+            let n = diesel::update(keypairs::table.find(access_key.as_str()))
+                .set(keypairs::is_active.eq(active))
+                .execute(conn)
+                .await?;
+            if n == 0 {
+                return Err(Error::NotFound { what: format!("keypair {access_key}") }.into());
+            }
+            Ok(())
+        })
+    }
+
+    async fn put_domain(&self, domain: &Domain) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::put_domain(conn, domain))
+    }
+
+    async fn domain(&self, name: &str) -> Result<Option<Domain>> {
+        transaction!(self, Mode::Read, |conn| admin::domain(conn, name))
+    }
+
+    async fn list_domains(&self) -> Result<Vec<Domain>> {
+        transaction!(self, Mode::Read, |conn| admin::list_domains(conn))
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::delete_domain(conn, name))
+    }
+
+    async fn put_group(&self, group: &Group) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::put_group(conn, group))
+    }
+
+    async fn group(&self, domain: &str, name: &str) -> Result<Option<Group>> {
+        transaction!(self, Mode::Read, |conn| admin::group(conn, domain, name))
+    }
+
+    async fn list_groups(&self, domain: Option<&str>) -> Result<Vec<Group>> {
+        transaction!(self, Mode::Read, |conn| admin::list_groups(conn, domain))
+    }
+
+    async fn delete_group(&self, domain: &str, name: &str) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::delete_group(conn, domain, name))
+    }
+
+    async fn put_user(&self, user: &User) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::put_user(conn, user))
+    }
+
+    async fn user(&self, email: &str) -> Result<Option<User>> {
+        transaction!(self, Mode::Read, |conn| admin::user(conn, email))
+    }
+
+    async fn list_users(&self, domain: Option<&str>) -> Result<Vec<User>> {
+        transaction!(self, Mode::Read, |conn| admin::list_users(conn, domain))
+    }
+
+    async fn delete_user(&self, email: &str) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::delete_user(conn, email))
+    }
+
+    async fn put_resource_policy(&self, policy: &KeyPairResourcePolicy) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::put_resource_policy(conn, policy))
+    }
+
+    async fn resource_policy(&self, name: &str) -> Result<Option<KeyPairResourcePolicy>> {
+        transaction!(self, Mode::Read, |conn| admin::resource_policy(conn, name))
+    }
+
+    async fn list_resource_policies(&self) -> Result<Vec<KeyPairResourcePolicy>> {
+        transaction!(self, Mode::Read, |conn| admin::list_resource_policies(conn))
+    }
+
+    async fn delete_resource_policy(&self, name: &str) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::delete_resource_policy(conn, name))
+    }
+
+    async fn put_scaling_group(&self, group: &ScalingGroup) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::put_scaling_group(conn, group))
+    }
+
+    async fn scaling_group(&self, name: &str) -> Result<Option<ScalingGroup>> {
+        transaction!(self, Mode::Read, |conn| admin::scaling_group(conn, name))
+    }
+
+    async fn list_scaling_groups(&self) -> Result<Vec<ScalingGroup>> {
+        transaction!(self, Mode::Read, |conn| admin::list_scaling_groups(conn))
+    }
+
+    async fn delete_scaling_group(&self, name: &str) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| admin::delete_scaling_group(conn, name))
+    }
+
+    async fn upsert_agent(&self, heartbeat: &AgentHeartbeat, now: DateTime<Utc>) -> Result<AgentInfo> {
+        transaction!(self, Mode::Write, |conn| upsert_agent_in(conn, heartbeat, now))
+    }
+
+    async fn agent(&self, id: &AgentId) -> Result<Option<AgentInfo>> {
+        transaction!(self, Mode::Read, |conn| load_agent(conn, id, Lock::No))
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentInfo>> {
+        transaction!(self, Mode::Read, |conn| async {
+            agents::table
+                .order(agents::id.asc())
+                .select(AgentRow::as_select())
+                .load(conn)
+                .await?
+                .into_iter()
+                .map(AgentRow::into_model)
+                .collect::<Tx<Vec<_>>>()
+        })
+    }
+
+    async fn set_agent_status(&self, id: &AgentId, status: AgentStatus, now: DateTime<Utc>) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| async {
+            let target = agents::table.find(id.as_str());
+            let n = if status == AgentStatus::Lost {
+                diesel::update(target)
+                    .set((agents::status.eq(status.as_str()), agents::lost_at.eq(ts(now))))
+                    .execute(conn)
+                    .await?
+            } else {
+                diesel::update(target).set(agents::status.eq(status.as_str())).execute(conn).await?
+            };
+            if n == 0 {
+                return Err(Error::NotFound { what: format!("agent {id}") }.into());
+            }
+            Ok(())
+        })
+    }
+
+    async fn insert_session(&self, session: &SessionRecord, kernels: &[KernelRecord]) -> Result<()> {
+        if let Some(k) = kernels.iter().find(|k| k.session_id != session.id) {
+            return Err(Error::InvalidParams {
+                msg: format!("kernel {} belongs to session {}, not {}", k.id, k.session_id, session.id),
+            });
+        }
+        let row = SessionRow::from_model(session)?;
+        let kernel_rows = kernels.iter().map(KernelRow::from_model).collect::<Tx<Vec<_>>>()?;
+        transaction!(self, Mode::Write, |conn| insert_session_in(conn, &row, &kernel_rows))
+    }
+
+    async fn rename_session(&self, id: SessionId, name: &str) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| rename_session_in(conn, id, name))
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        transaction!(self, Mode::Read, |conn| load_session(conn, id, Lock::No))
+    }
+
+    async fn find_session(&self, owner: &AccessKey, name_or_id: &str) -> Result<Option<SessionRecord>> {
+        transaction!(self, Mode::Read, |conn| find_session_in(conn, owner.as_str(), name_or_id))
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>> {
+        transaction!(self, Mode::Read, |conn| async {
+            let mut query = sessions::table.select(SessionRow::as_select()).into_boxed();
+            if let Some(owner) = &filter.access_key {
+                query = query.filter(sessions::access_key.eq(owner.0.clone()));
+            }
+            if let Some(statuses) = &filter.statuses {
+                query = query.filter(sessions::status.eq_any(statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>()));
+            }
+            query = query.order((sessions::created_at.desc(), sessions::seq.desc()));
+            if let Some(limit) = filter.limit {
+                query = query.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+            }
+            query.load(conn).await?.into_iter().map(SessionRow::into_model).collect::<Tx<Vec<_>>>()
+        })
+    }
+
+    async fn pending_sessions(&self) -> Result<Vec<(SessionRecord, Vec<KernelRecord>)>> {
+        transaction!(self, Mode::Read, |conn| pending_sessions_in(conn))
+    }
+
+    async fn kernels(&self, session: SessionId) -> Result<Vec<KernelRecord>> {
+        transaction!(self, Mode::Read, |conn| load_kernels(conn, session, Lock::No))
+    }
+
+    async fn kernel(&self, id: KernelId) -> Result<Option<KernelRecord>> {
+        transaction!(self, Mode::Read, |conn| load_kernel(conn, id, Lock::No))
+    }
+
+    async fn kernels_on_agent(&self, agent: &AgentId) -> Result<Vec<KernelRecord>> {
+        transaction!(self, Mode::Read, |conn| async {
+            kernels::table
+                .filter(kernels::agent_id.eq(agent.as_str()))
+                .filter(kernels::status.eq_any(kernel_statuses(KernelStatus::holds_resources)))
+                .order((kernels::created_at.asc(), kernels::id.asc()))
+                .select(KernelRow::as_select())
+                .load(conn)
+                .await?
+                .into_iter()
+                .map(KernelRow::into_model)
+                .collect::<Tx<Vec<_>>>()
+        })
+    }
+
+    async fn allocate(&self, session: SessionId, placements: &[Placement], now: DateTime<Utc>) -> Result<()> {
+        let now = ts(now);
+        transaction!(self, Mode::Write, |conn| allocate_in(conn, session, placements, now))
+    }
+
+    async fn update_kernel(&self, id: KernelId, change: KernelChange, now: DateTime<Utc>) -> Result<KernelTransition> {
+        let now = ts(now);
+        transaction!(self, Mode::Write, |conn| update_kernel_in(conn, id, change.clone(), now))
+    }
+
+    async fn update_session(
+        &self,
+        id: SessionId,
+        change: SessionChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(SessionStatus, SessionStatus)>> {
+        let now = ts(now);
+        transaction!(self, Mode::Write, |conn| update_session_in(conn, id, change.clone(), now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(redact("postgres://backend:secret@127.0.0.1:15432/db"), "postgres://backend:***@127.0.0.1:15432/db");
+        assert_eq!(redact("postgres://backend@host/db"), "postgres://backend:***@host/db");
+        assert_eq!(redact("postgres://host/db"), "postgres://host/db");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn timestamps_are_truncated_to_the_microsecond() {
+        let t = DateTime::parse_from_rfc3339("2025-01-02T03:04:05.123456789Z").unwrap().with_timezone(&Utc);
+        assert_eq!(ts(t).to_rfc3339(), "2025-01-02T03:04:05.123456+00:00");
+    }
+
+    #[test]
+    fn released_slots_never_go_negative_and_drop_zeros() {
+        let occupied = ResourceSlots::from_pairs([("cpu", "2"), ("mem", "1g")]).unwrap();
+        let held = ResourceSlots::from_pairs([("cpu", "3"), ("mem", "1g")]).unwrap();
+        assert_eq!(without(&occupied, &held), ResourceSlots::new());
+    }
+
+    #[test]
+    fn slots_round_trip_through_json_exactly() {
+        let slots = ResourceSlots::from_pairs([("cpu", "0.333333333333333333"), ("mem", "17179869184")]).unwrap();
+        let back: ResourceSlots = from_json("slots", to_json(&slots).unwrap()).unwrap();
+        assert_eq!(back, slots);
+    }
+}

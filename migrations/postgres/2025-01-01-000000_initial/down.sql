@@ -1,0 +1,10 @@
+DROP TABLE kernels;
+DROP TABLE sessions;
+DROP TABLE agents;
+DROP TABLE keypairs;
+DROP TABLE association_groups_users;
+DROP TABLE users;
+DROP TABLE groups;
+DROP TABLE scaling_groups;
+DROP TABLE keypair_resource_policies;
+DROP TABLE domains;
