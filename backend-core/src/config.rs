@@ -2,7 +2,7 @@
 //! leases that elect one holder (for example, the one manager that runs the scheduler).
 //!
 //! Keys are `/`-separated paths (`config/agent-token`, `volumes/default/path`). The embedded store is loaded from a
-//! TOML file whose nested tables become path segments.
+//! TOML file whose nested tables become path segments; `etcd::EtcdConfigStore` (feature `etcd`) keeps them in etcd.
 
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
+
+#[cfg(feature = "etcd")]
+pub mod etcd;
 
 /// A change to one key: its new value, or `None` when deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]

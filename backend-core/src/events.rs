@@ -3,6 +3,8 @@
 //! Two deliveries: **broadcast** events reach every subscriber (session lifecycle, so that each manager can answer
 //! its own waiters and event streams); **anycast** events reach one consumer of each consumer group (agent heartbeats
 //! and kernel reports, which exactly one manager must turn into store writes).
+//!
+//! [`LocalEventBus`] delivers within one process; `redis::RedisEventBus` (feature `redis`) between processes.
 
 use crate::error::Result;
 use crate::ids::{AgentId, KernelId, SessionId};
@@ -13,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc};
+
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// Something that happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,6 @@
 //! Live state: agents' last-seen times, stats with a time to live, and per-keypair rate-limit windows.
+//!
+//! [`LocalLiveState`] keeps them in process memory; `redis::RedisLiveState` (feature `redis`) in Redis.
 
 use crate::error::Result;
 use crate::ids::AgentId;
@@ -6,6 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// Fast-changing state that may be lost without harm (Redis in a cluster).
 #[async_trait]
