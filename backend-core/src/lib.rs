@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accelerator;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod model;
 pub mod runner;
 pub mod runtime;
 pub mod scheduler;
+pub mod settings;
 pub mod slots;
 pub mod status;
 pub mod storage;

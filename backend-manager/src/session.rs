@@ -13,7 +13,7 @@ use backend_core::model::{KernelRecord, KeyPair, SessionRecord, SessionResult, S
 use backend_core::runtime::{resolve_image, KernelSpec};
 use backend_core::scheduler::{could_ever_fit, AgentSnapshot, PendingSession};
 use backend_core::status::{KernelStatus, SessionStatus, StatusHistory};
-use backend_core::store::{KernelChange, SessionChange};
+use backend_core::store::{KernelChange, SessionChange, SessionFilter};
 use chrono::Utc;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -114,6 +114,50 @@ impl Manager {
         Ok(t.kernel)
     }
 
+    /// The keypair resource policy's refusals at enqueue time: more kernels than `max_containers_per_session`, a
+    /// request larger than `total_resource_slots` (it could never run), and `max_pending_session_count` sessions
+    /// already waiting. Limits on what runs at once (`max_concurrent_sessions`, the slots in use) are the
+    /// scheduler's: such a session waits instead.
+    pub async fn check_policy_at_enqueue(
+        &self,
+        owner: &AccessKey,
+        cluster_size: u32,
+        total: &backend_core::ResourceSlots,
+    ) -> Result<()> {
+        let Some(policy) = self.policy_of(owner).await? else { return Ok(()) };
+        if policy.max_containers_per_session > 0 && cluster_size > policy.max_containers_per_session {
+            return Err(Error::QuotaExceeded {
+                msg: format!(
+                    "{cluster_size} kernels asked, the resource policy allows {} per session",
+                    policy.max_containers_per_session
+                ),
+            });
+        }
+        if let Some((slot, limit)) = policy.total_resource_slots.iter().find(|(slot, limit)| total.get(slot) > *limit) {
+            return Err(Error::QuotaExceeded {
+                msg: format!(
+                    "the session asks for {slot}={} but the keypair may use at most {}",
+                    total.get(slot).normalize(),
+                    limit.normalize()
+                ),
+            });
+        }
+        if let Some(limit) = policy.max_pending_session_count {
+            let filter = SessionFilter {
+                access_key: Some(owner.clone()),
+                statuses: Some(vec![SessionStatus::Pending]),
+                limit: None,
+            };
+            let waiting = self.store.list_sessions(&filter).await?.len();
+            if waiting >= limit as usize {
+                return Err(Error::QuotaExceeded {
+                    msg: format!("{waiting} sessions already pending; the resource policy allows {limit}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Validates and records a new session, then waits as the request asks. Answers whether a session was created
     /// (false when an existing one was reused) and the response body.
     pub async fn create_session(
@@ -182,11 +226,19 @@ impl Manager {
             .find_map(|a| resolve_image(&a.images, &image_ref))
             .ok_or_else(|| Error::ImageNotFound { image: image_ref.clone() })?
             .clone();
+        // Image minimums: a slot the request leaves to the defaults is raised to the image's minimum; a slot the
+        // request names below it is refused, so nobody gets less than they asked for silently.
         for (k, v) in image.min_slots.iter() {
             if slots.get(k) < v {
-                return Err(Error::InvalidParams { msg: format!("image {} needs at least {k}={v}", image.name) });
+                if req.config.resources.names().any(|n| n == k) {
+                    return Err(Error::InvalidParams {
+                        msg: format!("image {} needs at least {k}={}", image.name, v.normalize()),
+                    });
+                }
+                slots.set(k, v);
             }
         }
+        self.check_policy_at_enqueue(&owner, cluster_size, &slots.scaled(cluster_size)).await?;
 
         let now = Utc::now();
         let session_id = SessionId::new();
@@ -239,8 +291,15 @@ impl Manager {
         };
         let pending = PendingSession::from_records(&session, &kernels);
         if !could_ever_fit(&pending, &agents) {
+            let served = |slot: &str| agents.iter().any(|a| !a.available.get(slot).is_zero());
+            if let Some(slot) = slots.iter().filter(|(_, v)| !v.is_zero()).map(|(k, _)| k).find(|k| !served(k)) {
+                return Err(Error::InvalidParams { msg: format!("no agent provides the resource slot {slot:?}") });
+            }
             return Err(Error::InvalidParams {
-                msg: format!("no agent could ever provide {slots} per kernel for image {}", image.name),
+                msg: format!(
+                    "no agent in scaling group {:?} could ever provide {slots} per kernel for image {}",
+                    session.scaling_group, image.name
+                ),
             });
         }
 
