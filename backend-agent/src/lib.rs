@@ -5,6 +5,7 @@
 //! [`kernel::KernelRegistry`] of runner connections, and the event bus and live state it reports through. [`run`]
 //! serves the [`rpc`] API on a listener the caller owns until the caller's shutdown future resolves.
 
+pub mod cluster;
 pub mod files;
 pub mod http;
 pub mod kernel;

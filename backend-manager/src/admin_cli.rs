@@ -212,11 +212,15 @@ fn description(d: &Option<String>) -> &str {
     d.as_deref().unwrap_or("")
 }
 
-/// Runs one command on the store of `data_dir`.
-pub async fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<()> {
+/// Opens the embedded store of `data_dir`.
+pub fn open_embedded(data_dir: &Path) -> anyhow::Result<SqliteStore> {
     std::fs::create_dir_all(data_dir)?;
-    let store = SqliteStore::open(&data_dir.join("metadata.db")).context("opening the store")?;
-    ensure_defaults(&store).await.context("creating the default records")?;
+    SqliteStore::open(&data_dir.join("metadata.db")).context("opening the store")
+}
+
+/// Runs one command on `store`.
+pub async fn run(store: &dyn MetadataStore, command: AdminCommand) -> anyhow::Result<()> {
+    ensure_defaults(store).await.context("creating the default records")?;
     let now = Utc::now();
     match command {
         AdminCommand::Domain(cmd) => match cmd {
@@ -349,12 +353,12 @@ pub async fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<()> {
                 println!("deleted scaling group {name}");
             }
         },
-        AdminCommand::Keypair(cmd) => keypair(&store, cmd).await?,
+        AdminCommand::Keypair(cmd) => keypair(store, cmd).await?,
     }
     Ok(())
 }
 
-async fn keypair(store: &SqliteStore, cmd: KeypairCommand) -> anyhow::Result<()> {
+async fn keypair(store: &dyn MetadataStore, cmd: KeypairCommand) -> anyhow::Result<()> {
     match cmd {
         KeypairCommand::Create { admin, user, rate_limit, policy } => {
             anyhow::ensure!(store.resource_policy(&policy).await?.is_some(), "no resource policy {policy}");

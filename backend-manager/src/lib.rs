@@ -15,10 +15,12 @@
 //! ```
 
 pub mod api;
+pub mod cluster;
 pub mod registry;
 pub mod scheduler;
 pub mod session;
 pub mod standalone;
+pub mod tls;
 
 use backend_agent::rpc::AgentClient;
 use backend_core::config::ConfigStore;

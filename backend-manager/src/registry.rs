@@ -35,10 +35,12 @@ pub async fn run(m: Arc<Manager>, mut events: EventStream) {
 }
 
 impl Manager {
-    /// Records a heartbeat; on the first one this manager sees from an agent, reconciles its kernels.
+    /// Records a heartbeat. On the first one this manager sees from an agent, and on one from an agent that was not
+    /// ALIVE (it comes back after being LOST), reconciles its kernels first.
     pub async fn on_heartbeat(&self, hb: &AgentHeartbeat, first: bool) -> backend_core::Result<()> {
         let before = self.store.agent(&hb.id).await?;
-        if first {
+        let returning = before.as_ref().is_some_and(|a| a.status != AgentStatus::Alive);
+        if first || returning {
             // Before the record shows the agent's new address, so whoever waits for that sees a reconciled agent.
             self.reconcile_agent(&hb.id, &hb.addr).await;
         }

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod client;
+mod cluster;
 mod common;
 mod files;
 mod lifecycle;
