@@ -1,7 +1,8 @@
 //! The README's first command: a standalone manager and agent in this process, a Python session that runs two cells
 //! sharing state, every status transition with its time, and the session destroyed.
 //!
-//! `cargo run --release --example quickstart`
+//! `cargo run --release --example quickstart` (`BACKENDAI_RUNTIME=docker` runs the kernels as containers of the images
+//! `scripts/build-kernel-images.sh` builds).
 
 use backend_client::{Client, ClientConfig};
 use backend_core::api::{ConsoleItem, CreateSessionRequest, SessionInfo};
@@ -26,6 +27,9 @@ async fn run() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let mut config = StandaloneConfig::new(data.path());
     config.bind = "127.0.0.1:0".parse()?;
+    if let Ok(runtime) = std::env::var("BACKENDAI_RUNTIME") {
+        config.runtime = runtime.parse()?;
+    }
     let stack = Standalone::start(config).await?;
     println!("standalone manager at {} (credentials in {})", stack.endpoint, stack.credentials_file.display());
 

@@ -4,14 +4,13 @@
 //! Settings are layered ([`backend_core::settings`]): built-in [`DEFAULTS`] < `agent.toml` < `BACKENDAI_*`
 //! environment variables < `--set section.key=value`.
 
-use crate::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+use crate::runtime::{AgentRuntime, RuntimeConfig, RuntimeKind};
 use crate::{Agent, AgentConfig};
 use anyhow::Context;
 use backend_core::config::etcd::EtcdConfigStore;
 use backend_core::config::ConfigStore;
 use backend_core::events::redis::RedisEventBus;
 use backend_core::live::redis::RedisLiveState;
-use backend_core::runtime::ContainerRuntime;
 use backend_core::settings::{keys, EtcdSettings, Layers};
 use backend_core::ResourceSlots;
 use serde::Deserialize;
@@ -61,8 +60,8 @@ pub struct AgentSection {
     pub bind: SocketAddr,
     /// The RPC URL managers should use (default `http://<bind>`; set it when binding a wildcard address).
     pub advertised_addr: Option<String>,
-    /// `process` (kernels as local processes) or `docker`.
-    pub runtime: String,
+    /// `process` (kernels as local processes) or `docker` (containers of locally built kernel images).
+    pub runtime: RuntimeKind,
     /// Where kernels' directories live.
     pub data_dir: PathBuf,
     /// Time between heartbeats.
@@ -95,14 +94,6 @@ fn host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "agent".into())
-}
-
-/// Builds the configured runtime.
-pub fn runtime(settings: &AgentSection) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
-    match settings.runtime.as_str() {
-        "process" => Ok(Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(settings.data_dir.join("kernels")))?)),
-        other => anyhow::bail!("agent.runtime: unknown runtime {other:?} (expected \"process\" or \"docker\")"),
-    }
 }
 
 /// Connects to etcd and Redis, builds the runtime and serves the agent until `shutdown` resolves.
@@ -138,8 +129,11 @@ pub async fn serve(
         let pairs = capacity.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         config.capacity = Some(ResourceSlots::from_pairs(pairs).context("agent.capacity")?);
     }
-    let runtime = runtime(s)?;
-    let agent = Agent::new(config, runtime, Arc::new(bus), Arc::new(live));
+    let runtime = AgentRuntime::build(RuntimeConfig::new(s.runtime, s.data_dir.join("kernels")))
+        .await
+        .with_context(|| format!("starting the {} runtime", s.runtime))?;
+    // Kernels found running are re-attached by `run`; the managers' reconciliation destroys those no session owns.
+    let agent = Agent::new(config, runtime.as_dyn(), Arc::new(bus), Arc::new(live));
     let listener = tokio::net::TcpListener::bind(s.bind).await.with_context(|| format!("binding {}", s.bind))?;
     crate::run(agent, listener, shutdown).await?;
     Ok(())

@@ -6,6 +6,7 @@
 //! serves the [`rpc`] API on a listener the caller owns until the caller's shutdown future resolves.
 
 pub mod cluster;
+pub mod dummy;
 pub mod files;
 pub mod http;
 pub mod kernel;

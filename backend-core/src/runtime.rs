@@ -3,6 +3,9 @@
 //! The agent owns the runner protocol ([`crate::runner`]); a runtime only starts, finds, stops and inspects
 //! kernels, and tells the agent where each kernel's runner listens.
 
+#[cfg(feature = "docker")]
+pub mod docker;
+
 use crate::error::{Error, Result};
 use crate::ids::{AccessKey, KernelId, SessionId};
 use crate::model::ImageInfo;

@@ -36,6 +36,10 @@ enum Command {
         /// Address of the public API.
         #[arg(long, env = "BACKENDAI_BIND", default_value = "127.0.0.1:8081")]
         bind: SocketAddr,
+        /// Where kernels run: `process` (local processes) or `docker` (containers of the images
+        /// scripts/build-kernel-images.sh builds).
+        #[arg(long, env = "BACKENDAI_RUNTIME", default_value = "process")]
+        runtime: backend_agent::runtime::RuntimeKind,
     },
     /// Run a clustered manager on PostgreSQL, Redis and etcd (settings: --config, BACKENDAI_*, --set).
     Serve,
@@ -114,9 +118,10 @@ async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = || ManagerSettings::load(cli.config.as_deref(), &cli.overrides);
     match cli.command {
-        Command::Standalone { bind } => {
+        Command::Standalone { bind, runtime } => {
             let mut config = StandaloneConfig::new(&cli.data_dir);
             config.bind = bind;
+            config.runtime = runtime;
             let stack = Standalone::start(config).await?;
             println!("Backend.AI standalone manager at {}", stack.endpoint);
             println!("Admin credentials (mode 0600): {}", stack.credentials_file.display());

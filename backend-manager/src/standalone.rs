@@ -1,10 +1,12 @@
 //! Standalone mode: a manager and an agent in one process on the embedded defaults (SQLite in a data directory,
-//! in-process events and live state, in-memory configuration, the process runtime). Session records survive a
-//! restart; kernels that died with the process are marked terminated with a reason when it starts again.
+//! in-process events and live state, in-memory configuration, the process runtime or Docker). Session records survive
+//! a restart; kernels that died with the process are marked terminated with a reason when it starts again, and
+//! kernels that survived it (Docker containers, or any kernel with [`StandaloneConfig::keep_kernels`]) are
+//! re-attached.
 
 use crate::{Manager, ManagerConfig};
 use anyhow::Context;
-use backend_agent::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+use backend_agent::runtime::{AgentRuntime, RuntimeConfig, RuntimeKind};
 use backend_agent::{Agent, AgentConfig};
 use backend_core::auth::generate_keypair;
 use backend_core::config::{ConfigStore, LocalConfigStore};
@@ -33,6 +35,11 @@ pub struct StandaloneConfig {
     pub manager: ManagerConfig,
     /// Capacity the agent announces (default: the machine's).
     pub capacity: Option<ResourceSlots>,
+    /// The runtime kernels run on (default: process).
+    pub runtime: RuntimeKind,
+    /// Leave kernels running at [`Standalone::shutdown`] (and let process kernels outlive the process), so the next
+    /// start re-attaches to them instead of ending them.
+    pub keep_kernels: bool,
 }
 
 impl StandaloneConfig {
@@ -43,6 +50,8 @@ impl StandaloneConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
             manager: ManagerConfig::default(),
             capacity: None,
+            runtime: RuntimeKind::Process,
+            keep_kernels: false,
         }
     }
 }
@@ -59,7 +68,8 @@ pub struct Standalone {
     pub manager: Arc<Manager>,
     /// The in-process agent.
     pub agent: Arc<Agent>,
-    runtime: Arc<ProcessRuntime>,
+    runtime: AgentRuntime,
+    keep_kernels: bool,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _background: crate::Background,
@@ -133,14 +143,35 @@ impl Standalone {
             let _ = rx.wait_for(|s| *s).await;
         };
 
-        let mut runtime_config = ProcessRuntimeConfig::new(data.join("kernels"));
-        runtime_config.die_with_agent = true;
-        let runtime = Arc::new(ProcessRuntime::new(runtime_config)?);
+        let mut runtime_config = RuntimeConfig::new(config.runtime, data.join("kernels"));
+        if let RuntimeConfig::Process(process) = &mut runtime_config {
+            process.die_with_agent = !config.keep_kernels;
+        }
+        let runtime = AgentRuntime::build(runtime_config)
+            .await
+            .with_context(|| format!("starting the {} runtime", config.runtime))?;
         let mut agent_config = AgentConfig::new("standalone-agent", token);
         agent_config.capacity = config.capacity.clone();
-        let agent = Agent::new(agent_config, runtime.clone() as Arc<dyn ContainerRuntime>, bus, live);
-        let agent_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let agent = Agent::new(agent_config, runtime.as_dyn(), bus, live);
+        // The agent keeps its port across restarts when it can: kernel records of sessions that survive a restart
+        // (re-attached kernels) name the agent by that address.
+        let port_file = data.join("agent.port");
+        let old_port = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok());
+        let agent_listener = match old_port {
+            Some(port) => match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => l,
+                Err(_) => TcpListener::bind("127.0.0.1:0").await?,
+            },
+            None => TcpListener::bind("127.0.0.1:0").await?,
+        };
         let agent_addr = format!("http://{}", agent_listener.local_addr()?);
+        std::fs::write(&port_file, agent_listener.local_addr()?.port().to_string())
+            .with_context(|| format!("writing {}", port_file.display()))?;
+        // The last run's record may name the same address: mark it lost so the wait below sees this run's
+        // registration (which comes after re-attachment).
+        if store.agent(&agent.config.id).await?.is_some() {
+            store.set_agent_status(&agent.config.id, AgentStatus::Lost, chrono::Utc::now()).await?;
+        }
         let api_listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
         let endpoint = format!("http://{}", api_listener.local_addr()?);
 
@@ -159,7 +190,7 @@ impl Standalone {
 
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            // The address is new on every start, so this sees this run's registration, not a stale record.
+            // The last record was marked lost above, so this sees this run's registration, not a stale record.
             let registered = store
                 .agent(&agent.config.id)
                 .await?
@@ -171,21 +202,45 @@ impl Standalone {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
 
+        // The agent has re-attached what survived the last run; what it did not take is an orphan.
+        let known: std::collections::HashSet<_> = agent.kernels.handles().iter().map(|h| h.kernel_id).collect();
+        match runtime.sweep_orphans(&known, Duration::from_secs(60)).await {
+            Ok(removed) if !removed.is_empty() => tracing::info!(count = removed.len(), "removed orphan kernels"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not sweep orphan kernels"),
+        }
+
         let credentials_file = data.join(CREDENTIALS_FILE);
         let admin = admin_keypair(store.as_ref(), &credentials_file).await?;
         write_credentials(&credentials_file, &endpoint, &admin)?;
-        Ok(Self { endpoint, admin, credentials_file, manager, agent, runtime, stop, tasks, _background: background })
+        let keep_kernels = config.keep_kernels;
+        Ok(Self {
+            endpoint,
+            admin,
+            credentials_file,
+            manager,
+            agent,
+            runtime,
+            keep_kernels,
+            stop,
+            tasks,
+            _background: background,
+        })
     }
 
     /// Stops the servers and kills the kernels without recording their end, as a stopped process would: the next
-    /// start finds the records and marks those kernels terminated.
+    /// start finds the records and marks those kernels terminated. With [`StandaloneConfig::keep_kernels`] the
+    /// kernels stay and the next start re-attaches to them.
     pub async fn shutdown(self) {
-        let Self { runtime, stop, tasks, _background: background, .. } = self;
+        let Self { runtime, keep_kernels, stop, tasks, _background: background, .. } = self;
         let _ = stop.send(true);
         // The registry goes first, so the kernels' deaths below are not recorded, as with a killed process.
         drop(background);
-        for handle in runtime.list_kernels().await.unwrap_or_default() {
-            let _ = runtime.destroy_kernel(handle.kernel_id, true).await;
+        if !keep_kernels {
+            let runtime: Arc<dyn ContainerRuntime> = runtime.as_dyn();
+            for handle in runtime.list_kernels().await.unwrap_or_default() {
+                let _ = runtime.destroy_kernel(handle.kernel_id, true).await;
+            }
         }
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -4,6 +4,7 @@ mod bad_input;
 mod client;
 mod cluster;
 mod common;
+mod docker;
 mod files;
 mod lifecycle;
 mod restart;
