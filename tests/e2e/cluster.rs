@@ -8,7 +8,7 @@
 
 use crate::common::{Answer, Api};
 use backend_core::model::{KeyPair, Role};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use reqwest::Method;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -35,6 +35,7 @@ fn free_port() -> u16 {
 
 /// A fresh database on the test server; returns its URL.
 async fn fresh_database(base: &str, name: &str) -> String {
+    use diesel_async::RunQueryDsl;
     let mut conn = AsyncPgConnection::establish(base)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {base} is unreachable ({e}): run scripts/services.sh"));
@@ -44,6 +45,7 @@ async fn fresh_database(base: &str, name: &str) -> String {
 }
 
 async fn drop_database(base: &str, name: &str) {
+    use diesel_async::RunQueryDsl;
     if let Ok(mut conn) = AsyncPgConnection::establish(base).await {
         let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
     }
@@ -314,5 +316,142 @@ async fn two_managers_three_agents_over_postgres_redis_and_etcd() {
         let _ = survivor.send(Method::DELETE, &format!("/session/{name}?forced=true"), None).await;
     }
     drop(cluster);
+    drop_database(&pg, &db_name).await;
+}
+
+/// Hundreds of creates and destroys through two managers (separate PostgreSQL pools, one Redis bus) onto small dummy
+/// agents, so that sessions wait for each other's slots: no agent ever exceeds its capacity, and at the end every
+/// session is over and the occupancy invariant holds with nothing occupied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_and_destroys_through_two_managers_keep_the_invariant() {
+    use backend_agent::dummy::DummyAgent;
+    use backend_core::conformance::metadata_store::{assert_occupancy_invariant, heartbeat};
+    use backend_core::store::postgres::PostgresStore;
+    use backend_core::store::MetadataStore;
+    use backend_manager::{Manager, ManagerConfig};
+    use std::sync::Arc;
+
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let pg = env_or("BACKEND_AI_TEST_POSTGRES", "postgres://backend:backend@127.0.0.1:15432/backend");
+    let redis = env_or("BACKEND_AI_TEST_REDIS", "redis://127.0.0.1:16379");
+    let db_name = format!("race_{tag}");
+    let db = fresh_database(&pg, &db_name).await;
+    let store = PostgresStore::connect_and_migrate(&db, 4).await.unwrap();
+    backend_core::store::fixtures::ensure_defaults(&store).await.unwrap();
+    let mut policy = store.resource_policy("default").await.unwrap().unwrap();
+    policy.max_concurrent_sessions = 10_000;
+    policy.max_pending_session_count = None;
+    store.put_resource_policy(&policy).await.unwrap();
+    let (ak, sk) = backend_core::auth::generate_keypair();
+    let kp = KeyPair {
+        access_key: ak.into(),
+        secret_key: sk,
+        user_id: "admin@lablup.com".into(),
+        role: Role::Superadmin,
+        is_active: true,
+        rate_limit: 1_000_000,
+        resource_policy: "default".into(),
+        created_at: chrono::Utc::now(),
+    };
+    backend_core::store::fixtures::ensure_user(&store, "admin@lablup.com", Role::Superadmin).await.unwrap();
+    store.insert_keypair(&kp).await.unwrap();
+
+    // Four agents of four CPUs: sixteen one-CPU sessions at a time, for twenty-four clients.
+    let dummy = DummyAgent::start().await.unwrap();
+    let capacity = backend_core::ResourceSlots::from([("cpu", 4.into()), ("mem", (16u64 << 30).into())]);
+    let mut agents = Vec::new();
+    for _ in 0..4 {
+        let mut hb = heartbeat(capacity.clone());
+        hb.addr = dummy.addr.clone();
+        store.upsert_agent(&hb, chrono::Utc::now()).await.unwrap();
+        agents.push(hb.id);
+    }
+    let shared: Arc<dyn backend_core::config::ConfigStore> = Arc::new(backend_core::config::LocalConfigStore::new());
+    let mut endpoints = Vec::new();
+    let mut keep = Vec::new();
+    for i in 0..2 {
+        let config = ManagerConfig {
+            id: format!("race-{i}"),
+            schedule_interval: Duration::from_millis(20),
+            heartbeat_timeout: Duration::from_secs(3600),
+            ..ManagerConfig::default()
+        };
+        let m = Manager::new(
+            config,
+            Arc::new(PostgresStore::connect(&db, 8).await.unwrap()),
+            Arc::new(backend_core::events::redis::RedisEventBus::connect(&redis, &tag).await.unwrap()),
+            Arc::new(backend_core::live::redis::RedisLiveState::connect(&redis, &tag).await.unwrap()),
+            shared.clone(),
+            "token",
+        );
+        for id in &agents {
+            m.live.touch_agent(id, chrono::Utc::now()).await.unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        endpoints.push(format!("http://{}", listener.local_addr().unwrap()));
+        keep.push(backend_manager::start_background(&m).await.unwrap());
+        tokio::spawn(backend_manager::serve(m, listener, std::future::pending()));
+    }
+
+    // A watcher reads each agent's row (one consistent row per read) while the clients work.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (store, agents, done, capacity) = (store.clone(), agents.clone(), done.clone(), capacity.clone());
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for id in &agents {
+                    let a = store.agent(id).await.unwrap().unwrap();
+                    assert!(a.occupied_slots.fits_in(&capacity), "{id} over capacity: {:?}", a.occupied_slots);
+                    reads += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            reads
+        })
+    };
+    let total = 240;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..24 {
+        let api = Api::new(&endpoints[c % 2], &kp);
+        let other = Api::new(&endpoints[(c + 1) % 2], &kp);
+        let next = next.clone();
+        clients.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return;
+                }
+                let name = format!("race-{i}");
+                let body = json!({"image": "python:3.11", "name": name, "config": {"resources": {"cpu": 1}}});
+                let created = api.create(body).await;
+                assert_eq!(created.status, 201, "{}", created.body);
+                // Destroyed through the other manager, whatever state it reached.
+                let a = other.send(Method::DELETE, &format!("/session/{name}"), None).await;
+                assert!(a.status == 200 || a.status == 204, "{}", a.body);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(watcher.await.unwrap() > 0);
+
+    let all = store.list_sessions(&Default::default()).await.unwrap();
+    assert_eq!(all.len(), total);
+    let ended = async || store.list_sessions(&Default::default()).await.unwrap().iter().all(|s| s.status.is_final());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ended().await {
+        assert!(Instant::now() < deadline, "sessions still live after every destroy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_occupancy_invariant(&store).await;
+    for id in &agents {
+        assert!(store.agent(id).await.unwrap().unwrap().occupied_slots.is_zero(), "{id} still holds slots");
+    }
+    assert_eq!(dummy.created(), dummy.destroyed(), "every kernel created on an agent was destroyed there");
+    drop(keep);
     drop_database(&pg, &db_name).await;
 }
