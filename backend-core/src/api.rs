@@ -49,6 +49,9 @@ pub struct SessionConfig {
     /// Legacy place of the cluster size.
     #[serde(rename = "clusterSize", skip_serializing_if = "Option::is_none")]
     pub cluster_size: Option<u32>,
+    /// Admins: the agents the session must run on (`agentList`, as the official client sends it in `config`).
+    #[serde(rename = "agentList", alias = "agent_list", skip_serializing_if = "Option::is_none")]
+    pub agent_list: Option<Vec<String>>,
 }
 
 /// `POST /session` body.
@@ -93,10 +96,15 @@ pub struct CreateSessionRequest {
     pub startup_command: Option<String>,
     /// A script run before the kernel starts.
     pub bootstrap_script: Option<String>,
-    /// Do not start before this time.
+    /// Do not start before this time: RFC 3339 (`2024-05-01T09:00:00+09:00`; without an offset it is UTC), or a
+    /// delay from now such as `1h30m` (see [`parse_starts_at`]).
+    #[serde(alias = "startsAt")]
     pub starts_at: Option<String>,
-    /// Sessions this one waits for.
+    /// Sessions (ids or names of the owner's sessions) that must end successfully before this one starts.
     pub dependencies: Option<Vec<String>>,
+    /// Admins: the agents the session must run on (also accepted in `config`).
+    #[serde(rename = "agent_list", alias = "agentList", skip_serializing_if = "Option::is_none")]
+    pub agent_list: Option<Vec<String>>,
     /// URL called on status changes.
     pub callback_url: Option<String>,
     /// Admins: act for this keypair.
@@ -438,9 +446,67 @@ pub fn session_type_of(req: &CreateSessionRequest) -> crate::Result<SessionType>
     req.session_type.as_deref().map(str::parse).transpose().map(Option::unwrap_or_default)
 }
 
+/// The time a `starts_at` value names: an RFC 3339 time (`2024-05-01T09:00:00Z`, `2024-05-01T09:00:00+09:00`), an
+/// ISO 8601 time without an offset (taken as UTC), or a delay from `now` written as whole numbers with the units `w`,
+/// `d`, `h`, `m`, `s` (`1h30m`, `90s`, `2d`), as the official client's `--starts-at` documents.
+pub fn parse_starts_at(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    let value = value.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(value, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    let invalid = || crate::Error::InvalidParams {
+        msg: format!("invalid starts_at {value:?}: give an RFC 3339 time or a delay such as \"1h30m\""),
+    };
+    let mut seconds: i64 = 0;
+    let mut digits = String::new();
+    for c in value.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'w' => 7 * 86_400,
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(invalid()),
+        };
+        let n: i64 = digits.parse().map_err(|_| invalid())?;
+        digits.clear();
+        seconds = n.checked_mul(unit).and_then(|s| seconds.checked_add(s)).ok_or_else(invalid)?;
+    }
+    if !digits.is_empty() || value.is_empty() {
+        return Err(invalid());
+    }
+    chrono::Duration::try_seconds(seconds).and_then(|d| now.checked_add_signed(d)).ok_or_else(invalid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn starts_at_takes_rfc3339_naive_utc_and_delays() {
+        let now = chrono::DateTime::parse_from_rfc3339("2024-05-01T00:00:00Z").unwrap().to_utc();
+        let at = |v: &str| parse_starts_at(v, now).map(|t| t.to_rfc3339());
+        assert_eq!(at("2024-05-01T09:00:00+09:00").unwrap(), "2024-05-01T00:00:00+00:00");
+        assert_eq!(at("2024-05-02T01:02:03").unwrap(), "2024-05-02T01:02:03+00:00");
+        assert_eq!(at("1h30m").unwrap(), "2024-05-01T01:30:00+00:00");
+        assert_eq!(at("2d").unwrap(), "2024-05-03T00:00:00+00:00");
+        for bad in ["", "soon", "1h30", "5x", "tomorrow 9am"] {
+            assert!(at(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn accepts_what_the_official_client_sends() {

@@ -295,6 +295,18 @@ pub struct SessionRecord {
     pub created_at: DateTime<Utc>,
     /// When it became final.
     pub terminated_at: Option<DateTime<Utc>>,
+    /// Not placed before this time (`starts_at` at create).
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Sessions that must end successfully before this one is placed; if one fails, this one is cancelled.
+    #[serde(default)]
+    pub dependencies: Vec<SessionId>,
+    /// The agents it may be placed on, as an admin named them (`agent_list` at create); empty: any.
+    #[serde(default)]
+    pub designated_agents: Vec<AgentId>,
+    /// CPU architecture asked for (`x86_64`, `aarch64`); `None`: any.
+    #[serde(default)]
+    pub architecture: Option<String>,
 }
 
 /// One kernel of a session.

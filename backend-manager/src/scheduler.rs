@@ -7,18 +7,22 @@
 //! group names (`fifo`, `lifo`, `drf`) and the manager's agent selector. The planner checks each owner's keypair
 //! resource policy (`max_concurrent_sessions`, `total_resource_slots`) as it places; every session left pending
 //! gets the reason in its `status_info`.
+//!
+//! Before the planner, each session's own predicates: its dependencies (it waits until every one has ended well,
+//! and is CANCELLED with `dependency-failed: <name>` as soon as one has not, so a failed dependency never leaves it
+//! stuck, Backend.AI #5218), then its `starts_at` (it waits until that time).
 
 use crate::Manager;
 use backend_core::error::{ErrorKind, Result};
-use backend_core::ids::AccessKey;
-use backend_core::model::{AgentStatus, KeyPairResourcePolicy};
+use backend_core::ids::{AccessKey, SessionId};
+use backend_core::model::{AgentStatus, KeyPairResourcePolicy, SessionRecord, SessionResult, SessionType};
 use backend_core::scheduler::{
     could_ever_fit, plan, sequencer_by_name, AgentSnapshot, OwnerLimits, OwnerUsage, PendingSession, PlanInput,
     PlanOptions, Sequencer, SEQUENCERS,
 };
 use backend_core::status::SessionStatus;
 use backend_core::store::{SessionChange, SessionFilter};
-use chrono::Utc;
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +39,47 @@ pub struct PassReport {
     pub refused: usize,
     /// Sessions left pending.
     pub pending: usize,
+    /// Sessions cancelled because a session they depend on failed.
+    pub cancelled: usize,
+}
+
+/// What a session's own predicates (dependencies, start time) say about placing it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Gate {
+    /// It may go to the planner.
+    Open,
+    /// It waits; the reason for its `status_info`.
+    Wait(String),
+    /// It can never run: cancel it with this reason.
+    Cancel(String),
+}
+
+/// How a dependency stands.
+enum Dependency {
+    /// Ended well: TERMINATED, with result SUCCESS for a batch session and anything but FAILURE for an interactive
+    /// one.
+    Succeeded,
+    /// Still on its way.
+    Unfinished,
+    /// Will never end well (ERROR, CANCELLED, a FAILURE result, a batch session ended without SUCCESS, or gone);
+    /// its name (or id).
+    Failed(String),
+}
+
+fn dependency_state(dep: Option<&SessionRecord>, id: SessionId) -> Dependency {
+    let Some(dep) = dep else { return Dependency::Failed(id.to_string()) };
+    let failed = matches!(dep.status, SessionStatus::Error | SessionStatus::Cancelled)
+        || dep.result == SessionResult::Failure
+        || dep.status_history.entered(SessionStatus::Error).is_some();
+    if failed {
+        return Dependency::Failed(dep.name.clone());
+    }
+    match dep.status {
+        SessionStatus::Terminated if dep.session_type == SessionType::Interactive => Dependency::Succeeded,
+        SessionStatus::Terminated if dep.result == SessionResult::Success => Dependency::Succeeded,
+        SessionStatus::Terminated => Dependency::Failed(dep.name.clone()),
+        _ => Dependency::Unfinished,
+    }
 }
 
 /// The session statuses that hold (or are about to hold) resources on an agent.
@@ -109,6 +154,35 @@ impl Manager {
         }
     }
 
+    /// The session's own predicates: dependencies first (a failed one cancels it whatever its start time), then
+    /// its start time. `seen` caches the dependencies read during one pass.
+    async fn gate(
+        &self,
+        session: &SessionRecord,
+        now: DateTime<Utc>,
+        seen: &mut HashMap<SessionId, Option<SessionRecord>>,
+    ) -> Result<Gate> {
+        let mut unfinished = 0;
+        for dep in &session.dependencies {
+            if !seen.contains_key(dep) {
+                seen.insert(*dep, self.store.session(*dep).await?);
+            }
+            match dependency_state(seen[dep].as_ref(), *dep) {
+                Dependency::Succeeded => {}
+                Dependency::Unfinished => unfinished += 1,
+                Dependency::Failed(name) => return Ok(Gate::Cancel(format!("dependency-failed: {name}"))),
+            }
+        }
+        if unfinished > 0 {
+            let noun = if unfinished == 1 { "dependency" } else { "dependencies" };
+            return Ok(Gate::Wait(format!("pending: waiting for {unfinished} {noun}")));
+        }
+        if let Some(at) = session.starts_at.filter(|at| *at > now) {
+            return Ok(Gate::Wait(format!("pending: starts at {}", at.to_rfc3339_opts(SecondsFormat::Millis, true))));
+        }
+        Ok(Gate::Open)
+    }
+
     /// One scheduling pass: places what fits, refuses what never could, leaves the rest pending with the reason in
     /// its `status_info`. Placed sessions are started in the background.
     pub async fn schedule_once(self: &Arc<Self>) -> Result<PassReport> {
@@ -123,7 +197,30 @@ impl Manager {
         let mut report = PassReport::default();
         let mut info: HashMap<backend_core::SessionId, Option<String>> = HashMap::new();
         let mut groups: BTreeMap<String, Vec<PendingSession>> = BTreeMap::new();
+        let now = Utc::now();
+        let mut dependencies = HashMap::new();
         for (session, kernels) in &pending_rows {
+            match self.gate(session, now, &mut dependencies).await? {
+                Gate::Open => {}
+                Gate::Wait(why) => {
+                    self.note_pending(session.id, session.status_info.as_deref(), why).await;
+                    report.pending += 1;
+                    continue;
+                }
+                Gate::Cancel(why) => {
+                    let change =
+                        SessionChange { status: SessionStatus::Cancelled, status_info: Some(why), result: None };
+                    match self.store.update_session(session.id, change.clone(), Utc::now()).await {
+                        Ok(Some((_, to))) => {
+                            self.publish_lifecycle(session.id, to, change.status_info).await;
+                            report.cancelled += 1;
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(session = %session.id, error = %e, "could not cancel the session"),
+                    }
+                    continue;
+                }
+            }
             let p = PendingSession::from_records(session, kernels);
             if could_ever_fit(&p, &known) {
                 info.insert(p.id, session.status_info.clone());

@@ -3,12 +3,12 @@
 
 use crate::Manager;
 use backend_core::api::{
-    session_type_of, CreateSessionRequest, CreateSessionResponse, DestroyResponse, ExecuteRequest, ExecutionResult,
-    RunStatus,
+    parse_starts_at, session_type_of, CreateSessionRequest, CreateSessionResponse, DestroyResponse, ExecuteRequest,
+    ExecutionResult, RunStatus,
 };
 use backend_core::error::{Error, Result};
 use backend_core::events::Event;
-use backend_core::ids::{AccessKey, KernelId, SessionId};
+use backend_core::ids::{AccessKey, AgentId, KernelId, SessionId};
 use backend_core::model::{KernelRecord, KeyPair, SessionRecord, SessionResult, SessionType};
 use backend_core::runtime::{resolve_image, KernelSpec};
 use backend_core::scheduler::{could_ever_fit, AgentSnapshot, PendingSession};
@@ -214,9 +214,27 @@ impl Manager {
 
         let scaling_group = req.config.scaling_group.clone().unwrap_or_else(|| "default".into());
         let all_agents = self.store.list_agents().await?;
-        if let Some(arch) = req.architecture.as_deref().filter(|a| !a.is_empty()) {
+        let architecture = req.architecture.clone().filter(|a| !a.trim().is_empty());
+        if let Some(arch) = architecture.as_deref() {
             if !all_agents.iter().any(|a| a.architecture == arch) {
                 return Err(Error::InvalidParams { msg: format!("no agent has the architecture {arch:?}") });
+            }
+        }
+        let designated_agents = designated_agents(caller, &req)?;
+        if let Some(id) = designated_agents.iter().find(|id| !all_agents.iter().any(|a| a.id == **id)) {
+            return Err(Error::AgentNotFound { id: id.to_string() });
+        }
+        let starts_at = match req.starts_at.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(value) => Some(parse_starts_at(value, Utc::now())?),
+            None => None,
+        };
+        let mut dependencies: Vec<SessionId> = Vec::new();
+        for dep in req.dependencies.iter().flatten().map(|d| d.trim()).filter(|d| !d.is_empty()) {
+            let found = self.store.find_session(&owner, dep).await?;
+            let found =
+                found.ok_or_else(|| Error::SessionNotFound { name: format!("{dep} (named in dependencies)") })?;
+            if !dependencies.contains(&found.id) {
+                dependencies.push(found.id);
             }
         }
         let agents = AgentSnapshot::schedulable(&all_agents);
@@ -288,6 +306,10 @@ impl Manager {
             result: SessionResult::Undefined,
             created_at: now,
             terminated_at: None,
+            starts_at,
+            dependencies,
+            designated_agents,
+            architecture,
         };
         let pending = PendingSession::from_records(&session, &kernels);
         if !could_ever_fit(&pending, &agents) {
@@ -308,7 +330,10 @@ impl Manager {
         self.store.insert_session(&session, &kernels).await?;
         self.publish_lifecycle(session_id, SessionStatus::Pending, None).await;
         self.wake_scheduler.notify_one();
-        if req.enqueue_only.unwrap_or(false) {
+        // A session that waits for a time or for other sessions answers PENDING at once: its wait has no bound a
+        // request could sit through.
+        let deferred = session.starts_at.is_some_and(|t| t > now) || !session.dependencies.is_empty();
+        if req.enqueue_only.unwrap_or(false) || deferred {
             return Ok((true, response(&session, true)));
         }
         let settled = |s: SessionStatus| s == SessionStatus::Running || s.is_dead();
@@ -590,12 +615,6 @@ fn refuse_unsupported(req: &CreateSessionRequest) -> Result<()> {
     if set(&req.bootstrap_script) {
         return refuse("bootstrap_script", "run it as the first execution instead");
     }
-    if set(&req.starts_at) {
-        return refuse("starts_at", "scheduled starts are not available yet");
-    }
-    if req.dependencies.as_ref().is_some_and(|d| !d.is_empty()) {
-        return refuse("dependencies", "session dependencies are not available yet");
-    }
     if set(&req.callback_url) {
         return refuse("callback_url", "status callbacks are not available yet; use GET /events/session");
     }
@@ -603,6 +622,32 @@ fn refuse_unsupported(req: &CreateSessionRequest) -> Result<()> {
         return refuse(&format!("config.resource_opts.{key}"), "only `shmem` is accepted");
     }
     Ok(())
+}
+
+/// The agents a create request designates (`agent_list`, at the top level or in `config`). Only admins may choose
+/// agents, as in Backend.AI: anyone else gets 403 Forbidden. A session runs on one designated agent, so a list naming
+/// more than one distinct agent is refused (400).
+fn designated_agents(caller: &KeyPair, req: &CreateSessionRequest) -> Result<Vec<AgentId>> {
+    let mut agents: Vec<AgentId> = Vec::new();
+    let named = req.agent_list.iter().chain(req.config.agent_list.iter()).flatten();
+    for id in named.map(|a| a.trim()).filter(|a| !a.is_empty()) {
+        let id = AgentId::from(id);
+        if !agents.contains(&id) {
+            agents.push(id);
+        }
+    }
+    if agents.is_empty() {
+        return Ok(agents);
+    }
+    if !caller.role.is_admin() {
+        return Err(Error::Forbidden { msg: "only admins may designate agents (agent_list)".into() });
+    }
+    if agents.len() > 1 {
+        return Err(Error::InvalidParams {
+            msg: format!("agent_list names {} agents; a session runs on one designated agent", agents.len()),
+        });
+    }
+    Ok(agents)
 }
 
 fn response(s: &SessionRecord, created: bool) -> CreateSessionResponse {

@@ -1,7 +1,9 @@
 //! Scheduling scenarios on the embedded store, one per Backend.AI scheduler bug this server must not repeat:
 //! #2155 (one unschedulable session blocks the queue), #13706 (a low-priority session takes what a waiting
 //! high-priority one needs), #13975 (a slot no agent serves leaves a session PENDING forever) and #13074 (pending
-//! limits not enforced); plus the keypair predicates and the choice of sequencer by the scaling group's name.
+//! limits not enforced); plus the keypair predicates, the choice of sequencer by the scaling group's name, and the
+//! session's own predicates: `starts_at`, dependencies (#5218: a failed dependency never leaves a session stuck) and
+//! admin-designated agents.
 
 use backend_core::api::CreateSessionRequest;
 use backend_core::config::LocalConfigStore;
@@ -9,11 +11,13 @@ use backend_core::conformance::metadata_store::{heartbeat, pending_session};
 use backend_core::error::ErrorKind;
 use backend_core::events::LocalEventBus;
 use backend_core::live::LocalLiveState;
-use backend_core::model::{KeyPair, KeyPairResourcePolicy, Role, ScalingGroup, SessionRecord};
+use backend_core::model::{
+    KeyPair, KeyPairResourcePolicy, Role, ScalingGroup, SessionRecord, SessionResult, SessionType,
+};
 use backend_core::status::{KernelStatus, SessionStatus};
 use backend_core::store::fixtures::ensure_defaults;
 use backend_core::store::sqlite::SqliteStore;
-use backend_core::store::{KernelChange, Placement};
+use backend_core::store::{KernelChange, Placement, SessionChange};
 use backend_core::{AccessKey, AgentId, ResourceSlots, SessionId};
 use backend_manager::{Manager, ManagerConfig};
 use chrono::{Duration, Utc};
@@ -43,6 +47,10 @@ async fn agent(m: &Manager, cpus: &str) -> AgentId {
 }
 
 async fn keypair(m: &Manager, access_key: &str, policy: Option<KeyPairResourcePolicy>) -> KeyPair {
+    keypair_as(m, access_key, policy, Role::User).await
+}
+
+async fn keypair_as(m: &Manager, access_key: &str, policy: Option<KeyPairResourcePolicy>, role: Role) -> KeyPair {
     let mut resource_policy = "default".to_owned();
     if let Some(p) = policy {
         resource_policy = p.name.clone();
@@ -52,7 +60,7 @@ async fn keypair(m: &Manager, access_key: &str, policy: Option<KeyPairResourcePo
         access_key: access_key.into(),
         secret_key: "secret".into(),
         user_id: format!("{access_key}@example.com"),
-        role: Role::User,
+        role,
         is_active: true,
         rate_limit: 1000,
         resource_policy,
@@ -94,7 +102,12 @@ async fn enqueue(
 
 /// A RUNNING session of `owner` holding `each` on `agent`.
 async fn occupy(m: &Manager, owner: &str, agent: &AgentId, each: &ResourceSlots) -> SessionId {
-    let (session, kernels) = pending_session(&AccessKey::from(owner), "running", 1, each, Utc::now());
+    run_named(m, owner, "running", agent, each).await
+}
+
+/// A RUNNING interactive session of `owner` named `name`, holding `each` on `agent`.
+async fn run_named(m: &Manager, owner: &str, name: &str, agent: &AgentId, each: &ResourceSlots) -> SessionId {
+    let (session, kernels) = pending_session(&AccessKey::from(owner), name, 1, each, Utc::now());
     m.store.insert_session(&session, &kernels).await.unwrap();
     let placement = Placement { kernel_id: kernels[0].id, agent_id: agent.clone() };
     m.store.allocate(session.id, &[placement], Utc::now()).await.unwrap();
@@ -256,4 +269,175 @@ async fn the_scaling_group_names_the_sequencer() {
     assert_eq!(report.scheduled, 0);
     let info = session(&m, old).await.status_info.unwrap();
     assert!(info.contains("unknown scheduler \"shortest-job-first\""), "{info}");
+}
+
+/// Runs passes until `id` leaves PENDING (at most a few seconds of 20 ms steps), answering how many passes it took.
+async fn passes_until_placed(m: &Arc<Manager>, id: SessionId) -> usize {
+    for pass in 1..=250 {
+        m.schedule_once().await.unwrap();
+        if session(m, id).await.status != SessionStatus::Pending {
+            return pass;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the session never left PENDING: {:?}", session(m, id).await.status_info);
+}
+
+#[tokio::test]
+async fn starts_at_holds_a_session_until_its_time() {
+    let m = manager().await;
+    agent(&m, "4").await;
+    let kp = keypair(&m, "AKUSER", None).await;
+    let mut later = create("later-one", &[("cpu", "1")]);
+    later.starts_at = Some((Utc::now() + Duration::milliseconds(300)).to_rfc3339());
+    let (_, resp) = m.create_session(&kp, later).await.unwrap();
+    let later: SessionId = resp.session_id.parse().unwrap();
+    let now = enqueue(&m, "AKUSER", "now-one", &cpu("1"), 0, 0).await;
+
+    let report = m.schedule_once().await.unwrap();
+    assert_eq!((report.scheduled, report.pending), (1, 1));
+    assert_ne!(session(&m, now).await.status, SessionStatus::Pending, "a session without a start time goes");
+    let waiting = session(&m, later).await;
+    assert_eq!(waiting.status, SessionStatus::Pending);
+    let info = waiting.status_info.unwrap();
+    assert!(info.starts_with("pending: starts at "), "{info}");
+
+    passes_until_placed(&m, later).await;
+    let placed = session(&m, later).await;
+    let scheduled_at = placed.status_history.entered(SessionStatus::Scheduled).expect("it was scheduled");
+    assert!(scheduled_at >= placed.starts_at.unwrap(), "not placed before its start time");
+
+    // A delay in the client's relative form is accepted; nonsense is refused.
+    let mut relative = create("relative", &[("cpu", "1")]);
+    relative.starts_at = Some("1h30m".into());
+    let (_, resp) = m.create_session(&kp, relative).await.unwrap();
+    let stored = session(&m, resp.session_id.parse().unwrap()).await;
+    assert!(stored.starts_at.unwrap() > Utc::now() + Duration::minutes(89));
+    let mut bad = create("bad-time", &[("cpu", "1")]);
+    bad.starts_at = Some("soonish".into());
+    let err = m.create_session(&kp, bad).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidParams, "{err}");
+}
+
+#[tokio::test]
+async fn a_dependent_session_is_placed_only_after_its_dependency_terminates() {
+    let m = manager().await;
+    let a = agent(&m, "4").await;
+    let kp = keypair(&m, "AKUSER", None).await;
+    let first = run_named(&m, "AKUSER", "first-step", &a, &cpu("1")).await;
+    let mut req = create("second-step", &[("cpu", "1")]);
+    req.dependencies = Some(vec!["first-step".into()]);
+    req.enqueue_only = None; // a session with dependencies answers PENDING at once anyway
+    let (_, resp) = m.create_session(&kp, req).await.unwrap();
+    assert_eq!(resp.status, "PENDING");
+    let second: SessionId = resp.session_id.parse().unwrap();
+    assert_eq!(session(&m, second).await.dependencies, vec![first], "the name is resolved to the session's id");
+
+    let report = m.schedule_once().await.unwrap();
+    assert_eq!(report.scheduled, 0, "the agent has room, but the dependency is still running");
+    let waiting = session(&m, second).await;
+    assert_eq!(waiting.status, SessionStatus::Pending);
+    assert_eq!(waiting.status_info.as_deref(), Some("pending: waiting for 1 dependency"));
+
+    end(&m, first).await;
+    let report = m.schedule_once().await.unwrap();
+    assert_eq!(report.scheduled, 1);
+    let placed = session(&m, second).await;
+    let scheduled_at = placed.status_history.entered(SessionStatus::Scheduled).expect("it was scheduled");
+    let terminated_at = session(&m, first).await.terminated_at.unwrap();
+    assert!(scheduled_at >= terminated_at, "placed after its dependency ended");
+
+    let mut unknown = create("orphan", &[("cpu", "1")]);
+    unknown.dependencies = Some(vec!["no-such-session".into()]);
+    let err = m.create_session(&kp, unknown).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SessionNotFound, "{err}");
+    assert_eq!(err.kind().status(), 404);
+    assert!(err.to_string().contains("no-such-session"), "{err}");
+}
+
+#[tokio::test]
+async fn issue_5218_a_failed_dependency_cancels_its_dependents() {
+    let m = manager().await;
+    let a = agent(&m, "4").await;
+    let kp = keypair(&m, "AKUSER", None).await;
+    let broken = run_named(&m, "AKUSER", "broken-step", &a, &cpu("1")).await;
+    let mut req = create("next-step", &[("cpu", "1")]);
+    req.dependencies = Some(vec![broken.to_string()]);
+    let (_, resp) = m.create_session(&kp, req).await.unwrap();
+    let next: SessionId = resp.session_id.parse().unwrap();
+    let mut req = create("last-step", &[("cpu", "1")]);
+    req.dependencies = Some(vec!["next-step".into()]);
+    let (_, resp) = m.create_session(&kp, req).await.unwrap();
+    let last: SessionId = resp.session_id.parse().unwrap();
+    m.schedule_once().await.unwrap();
+    assert_eq!(session(&m, next).await.status, SessionStatus::Pending);
+
+    let kernel = m.store.kernels(broken).await.unwrap().remove(0);
+    m.change_kernel(kernel.id, KernelChange::status(KernelStatus::Error, "kernel-crashed".to_owned())).await.unwrap();
+    assert_eq!(session(&m, broken).await.status, SessionStatus::Error);
+    let report = m.schedule_once().await.unwrap();
+    let again = m.schedule_once().await.unwrap();
+    assert_eq!(report.cancelled + again.cancelled, 2, "the whole chain behind the failed session is cancelled");
+    let cancelled = session(&m, next).await;
+    assert_eq!(cancelled.status, SessionStatus::Cancelled);
+    assert_eq!(cancelled.status_info.as_deref(), Some("dependency-failed: broken-step"));
+    let last = session(&m, last).await;
+    assert_eq!(last.status, SessionStatus::Cancelled);
+    assert_eq!(last.status_info.as_deref(), Some("dependency-failed: next-step"));
+    assert!(m.store.pending_sessions().await.unwrap().is_empty());
+
+    // A batch dependency that ended with a FAILURE result fails its dependents too.
+    let (mut job, kernels) = pending_session(&AccessKey::from("AKUSER"), "batch-job", 1, &cpu("1"), Utc::now());
+    job.session_type = SessionType::Batch;
+    m.store.insert_session(&job, &kernels).await.unwrap();
+    let change =
+        SessionChange { status: SessionStatus::Terminated, status_info: None, result: Some(SessionResult::Failure) };
+    m.store.update_session(job.id, change, Utc::now()).await.unwrap();
+    let mut req = create("after-batch", &[("cpu", "1")]);
+    req.dependencies = Some(vec![job.id.to_string()]);
+    let (_, resp) = m.create_session(&kp, req).await.unwrap();
+    m.schedule_once().await.unwrap();
+    let after = session(&m, resp.session_id.parse().unwrap()).await;
+    assert_eq!(after.status_info.as_deref(), Some("dependency-failed: batch-job"));
+}
+
+#[tokio::test]
+async fn a_designated_agent_is_honoured_and_only_admins_may_designate() {
+    let m = manager().await;
+    let first = agent(&m, "8").await;
+    let second = agent(&m, "8").await;
+    let user = keypair(&m, "AKUSER", None).await;
+    let admin = keypair_as(&m, "AKADMIN", None, Role::Admin).await;
+
+    let mut req = create("chosen", &[("cpu", "1")]);
+    req.agent_list = Some(vec![second.to_string()]);
+    let err = m.create_session(&user, req.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    assert_eq!(err.kind().status(), 403);
+    assert!(m.store.pending_sessions().await.unwrap().is_empty());
+
+    let mut ids = vec![];
+    for (name, target) in [("on-second", &second), ("on-first", &first), ("again-second", &second)] {
+        let mut req = create(name, &[("cpu", "1")]);
+        req.config.agent_list = Some(vec![target.to_string()]); // where the official client puts it
+        let (_, resp) = m.create_session(&admin, req).await.unwrap();
+        let id: SessionId = resp.session_id.parse().unwrap();
+        assert_eq!(session(&m, id).await.designated_agents, vec![target.clone()]);
+        ids.push((id, target.clone()));
+    }
+    let report = m.schedule_once().await.unwrap();
+    assert_eq!(report.scheduled, 3);
+    for (id, target) in ids {
+        let kernels = m.store.kernels(id).await.unwrap();
+        assert_eq!(kernels[0].agent_id.as_ref(), Some(&target), "placed on the designated agent");
+    }
+
+    let mut unknown = create("nowhere", &[("cpu", "1")]);
+    unknown.agent_list = Some(vec!["i-no-such-agent".into()]);
+    let err = m.create_session(&admin, unknown).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AgentNotFound, "{err}");
+    let mut two = create("two-agents", &[("cpu", "1")]);
+    two.agent_list = Some(vec![first.to_string(), second.to_string()]);
+    let err = m.create_session(&admin, two).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidParams, "{err}");
 }

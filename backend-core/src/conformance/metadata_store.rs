@@ -34,6 +34,7 @@ pub async fn run(store: &dyn MetadataStore) {
     agents(store).await;
     assert_occupancy_invariant(store).await;
     sessions_insert_and_find(store).await;
+    session_predicates(store).await;
     session_names(store).await;
     rename_session(store).await;
     list_sessions_filters(store).await;
@@ -165,6 +166,10 @@ pub fn pending_session(
         result: SessionResult::Undefined,
         created_at,
         terminated_at: None,
+        starts_at: None,
+        dependencies: vec![],
+        designated_agents: vec![],
+        architecture: None,
     };
     (session, kernel_records)
 }
@@ -499,6 +504,52 @@ pub async fn sessions_insert_and_find(store: &dyn MetadataStore) {
     let result = store.insert_session(&stray, &kernels[..1]).await;
     expect_kind(result, ErrorKind::InvalidParams, "kernels of another session");
     assert_eq!(store.session(stray.id).await.unwrap(), None);
+}
+
+/// Scheduling predicates: a start time, dependencies, designated agents and an architecture read back as written,
+/// from every read path, and survive a status change.
+pub async fn session_predicates(store: &dyn MetadataStore) {
+    let owner = new_owner(store).await;
+    let (first, first_kernels) = pending_session(&owner, &unique_name("dep"), 1, &cpu("1"), now());
+    store.insert_session(&first, &first_kernels).await.expect("insert the dependency");
+    let (second, second_kernels) = pending_session(&owner, &unique_name("dep"), 1, &cpu("1"), now());
+    store.insert_session(&second, &second_kernels).await.expect("insert the dependency");
+    let name = unique_name("preds");
+    let (mut session, kernels) = pending_session(&owner, &name, 1, &cpu("1"), now());
+    session.starts_at = Some(now() + Duration::minutes(5));
+    session.dependencies = vec![first.id, second.id];
+    session.designated_agents = vec![AgentId::from("agent-a"), AgentId::from("agent-b")];
+    session.architecture = Some("aarch64".into());
+    store.insert_session(&session, &kernels).await.expect("insert session");
+
+    assert_eq!(store.session(session.id).await.unwrap(), Some(session.clone()), "reads back as written");
+    assert_eq!(store.find_session(&owner, &name).await.unwrap(), Some(session.clone()), "found by name");
+    let pending = store.pending_sessions().await.unwrap();
+    let listed = pending.iter().find(|(s, _)| s.id == session.id).expect("listed as pending");
+    assert_eq!(listed.0, session, "pending sessions carry the predicates");
+    let filter = SessionFilter { access_key: Some(owner.clone()), ..SessionFilter::default() };
+    let all = store.list_sessions(&filter).await.unwrap();
+    assert_eq!(all.iter().find(|s| s.id == session.id), Some(&session), "listed with the predicates");
+
+    let change = SessionChange {
+        status: SessionStatus::Pending,
+        status_info: Some("pending: waiting for 2 dependencies".into()),
+        result: None,
+    };
+    store.update_session(session.id, change, now()).await.expect("note why it waits");
+    let after = store.session(session.id).await.unwrap().unwrap();
+    assert_eq!(after.status_info.as_deref(), Some("pending: waiting for 2 dependencies"));
+    assert_eq!(
+        (&after.starts_at, &after.dependencies, &after.designated_agents, &after.architecture),
+        (&session.starts_at, &session.dependencies, &session.designated_agents, &session.architecture),
+        "a status change keeps the predicates"
+    );
+    // Plain sessions keep the empty defaults.
+    let plain = store.session(first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (plain.starts_at, plain.dependencies, plain.designated_agents, plain.architecture),
+        (None, vec![], vec![], None)
+    );
 }
 
 /// Names: a live name is unique per owner, free again once its session is final; by name, the newest live session

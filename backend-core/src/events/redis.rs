@@ -44,8 +44,9 @@ use futures::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSub};
 use redis::streams::{StreamMaxlen, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 /// The default cap on the anycast stream's length (approximate, as `MAXLEN ~` trims).
 pub const DEFAULT_MAX_STREAM_LEN: usize = 10_000;
@@ -56,6 +57,8 @@ const BLOCK: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(15);
 /// How long to wait for a connection (or a ping's answer).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Broadcast events buffered for a slow local subscriber before it misses some.
+const FANOUT_CAPACITY: usize = 65_536;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -67,6 +70,8 @@ pub struct RedisEventBus {
     channel: String,
     stream: String,
     max_stream_len: usize,
+    /// The one pub/sub subscription of this bus (and its clones), fanned out to local subscribers.
+    fanout: Arc<tokio::sync::Mutex<Weak<broadcast::Sender<Event>>>>,
 }
 
 impl RedisEventBus {
@@ -89,6 +94,7 @@ impl RedisEventBus {
             channel: format!("{prefix}events:broadcast"),
             stream: format!("{prefix}events:anycast"),
             max_stream_len: DEFAULT_MAX_STREAM_LEN,
+            fanout: Arc::default(),
         })
     }
 
@@ -116,11 +122,44 @@ impl EventBus for RedisEventBus {
         Ok(())
     }
 
+    /// Subscribers of one bus (and its clones) share one pub/sub connection: the first opens it, later ones join
+    /// its local fan-out, and it closes when the last subscription is dropped. A subscriber that falls more than
+    /// 65,536 events behind misses the oldest (logged), as with the in-process bus.
     async fn subscribe(&self) -> Result<EventStream> {
-        let pubsub = subscribed(&self.client, &self.channel).await.map_err(|e| unavailable("subscribing", e))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(forward_broadcasts(self.client.clone(), self.channel.clone(), pubsub, tx));
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) })))
+        let mut fanout = self.fanout.lock().await;
+        let sender = match fanout.upgrade() {
+            Some(sender) => sender,
+            None => {
+                let pubsub =
+                    subscribed(&self.client, &self.channel).await.map_err(|e| unavailable("subscribing", e))?;
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                tokio::spawn(forward_broadcasts(self.client.clone(), self.channel.clone(), pubsub, tx));
+                let sender = Arc::new(broadcast::channel(FANOUT_CAPACITY).0);
+                let weak = Arc::downgrade(&sender);
+                // Ends (closing the connection) once every subscription's sender handle is gone.
+                tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        let Some(sender) = weak.upgrade() else { return };
+                        let _ = sender.send(ev);
+                    }
+                });
+                *fanout = Arc::downgrade(&sender);
+                sender
+            }
+        };
+        let rx = sender.subscribe();
+        // Each subscription keeps the shared sender alive while it is held.
+        Ok(Box::pin(futures::stream::unfold((rx, sender), |(mut rx, sender)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => return Some((ev, (rx, sender))),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "a slow subscriber missed broadcast events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })))
     }
 
     async fn consume(&self, group: &str) -> Result<EventStream> {

@@ -89,8 +89,9 @@ pub struct PendingSession {
 }
 
 impl PendingSession {
-    /// Builds the scheduler's view of a stored session. The stored record names no architecture and no designated
-    /// agent, so both are `None`.
+    /// Builds the scheduler's view of a stored session: its architecture, and the first of its designated agents
+    /// (the manager accepts one distinct agent per session). Start times and dependencies are the manager's
+    /// predicates, checked before a session reaches the planner.
     pub fn from_records(session: &SessionRecord, kernels: &[KernelRecord]) -> Self {
         Self {
             id: session.id,
@@ -100,8 +101,8 @@ impl PendingSession {
             priority: session.priority,
             created_at: session.created_at,
             kernels: kernels.iter().map(|k| (k.id, k.requested_slots.clone())).collect(),
-            architecture: None,
-            designated_agent: None,
+            architecture: session.architecture.clone().filter(|a| !a.is_empty()),
+            designated_agent: session.designated_agents.first().cloned(),
         }
     }
 

@@ -422,6 +422,10 @@ struct SessionRow {
     result: String,
     created_at: DateTime<Utc>,
     terminated_at: Option<DateTime<Utc>>,
+    starts_at: Option<DateTime<Utc>>,
+    dependencies: Value,
+    designated_agents: Value,
+    architecture: Option<String>,
 }
 
 impl SessionRow {
@@ -447,6 +451,10 @@ impl SessionRow {
             result: s.result.as_str().to_owned(),
             created_at: ts(s.created_at),
             terminated_at: s.terminated_at.map(ts),
+            starts_at: s.starts_at.map(ts),
+            dependencies: to_json(&s.dependencies)?,
+            designated_agents: to_json(&s.designated_agents)?,
+            architecture: s.architecture.clone(),
         })
     }
 
@@ -462,6 +470,10 @@ impl SessionRow {
             result: parse::<SessionResult>("session result", &self.result)?,
             created_at: self.created_at,
             terminated_at: self.terminated_at,
+            starts_at: self.starts_at,
+            dependencies: from_json("dependencies", self.dependencies)?,
+            designated_agents: from_json("designated agents", self.designated_agents)?,
+            architecture: self.architecture,
             name: self.name,
             access_key: AccessKey(self.access_key),
             domain: self.domain_name,

@@ -329,6 +329,10 @@ struct SessionRow {
     result: String,
     created_at: String,
     terminated_at: Option<String>,
+    starts_at: Option<String>,
+    dependencies: String,
+    designated_agents: String,
+    architecture: Option<String>,
 }
 
 impl SessionRow {
@@ -354,6 +358,10 @@ impl SessionRow {
             result: s.result.as_str().to_owned(),
             created_at: ts(s.created_at),
             terminated_at: s.terminated_at.map(ts),
+            starts_at: s.starts_at.map(ts),
+            dependencies: to_json(&s.dependencies)?,
+            designated_agents: to_json(&s.designated_agents)?,
+            architecture: s.architecture.clone(),
         })
     }
 
@@ -369,6 +377,10 @@ impl SessionRow {
             result: parse::<SessionResult>("session result", &self.result)?,
             created_at: parse_ts(&self.created_at)?,
             terminated_at: parse_opt_ts(self.terminated_at)?,
+            starts_at: parse_opt_ts(self.starts_at)?,
+            dependencies: from_json("dependencies", &self.dependencies)?,
+            designated_agents: from_json("designated agents", &self.designated_agents)?,
+            architecture: self.architecture,
             name: self.name,
             access_key: AccessKey(self.access_key),
             domain: self.domain_name,

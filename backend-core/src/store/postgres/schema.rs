@@ -59,6 +59,10 @@ diesel::table! {
         result -> Text,
         created_at -> Timestamptz,
         terminated_at -> Nullable<Timestamptz>,
+        starts_at -> Nullable<Timestamptz>,
+        dependencies -> Jsonb,
+        designated_agents -> Jsonb,
+        architecture -> Nullable<Text>,
     }
 }
 

@@ -59,6 +59,10 @@ diesel::table! {
         result -> Text,
         created_at -> Text,
         terminated_at -> Nullable<Text>,
+        starts_at -> Nullable<Text>,
+        dependencies -> Text,
+        designated_agents -> Text,
+        architecture -> Nullable<Text>,
     }
 }
 
