@@ -66,22 +66,39 @@ async fn run() -> anyhow::Result<()> {
     println!("| measurement (Docker runtime) | n | p50 ms | p99 ms |");
     println!("| --- | ---: | ---: | ---: |");
 
-    let mut raw = Vec::new();
-    for _ in 0..creates {
-        let body = ContainerCreateBody {
-            image: Some("backendai/python:3.11".into()),
-            cmd: Some(vec!["sleep".into(), "60".into()]),
-            host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
+    // Raw create + start without a network, and on a user-defined bridge network as the kernels get (one per
+    // owner, made once; the session path reuses its owner's network too).
+    let bridge = "backendai-bench-raw";
+    let _ = docker.remove_network(bridge).await;
+    docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: bridge.into(),
+            driver: Some("bridge".into()),
             ..Default::default()
-        };
-        let t = Instant::now();
-        let created = docker.create_container(None, body).await?;
-        docker.start_container(&created.id, None).await?;
-        raw.push(t.elapsed());
-        let force = RemoveContainerOptionsBuilder::new().force(true).build();
-        docker.remove_container(&created.id, Some(force)).await?;
+        })
+        .await?;
+    for (label, network) in [
+        ("baseline: raw bollard create + start (same image, no network)", "none"),
+        ("baseline: raw bollard create + start (same image, bridge)", bridge),
+    ] {
+        let mut raw = Vec::new();
+        for _ in 0..creates {
+            let body = ContainerCreateBody {
+                image: Some("backendai/python:3.11".into()),
+                cmd: Some(vec!["sleep".into(), "60".into()]),
+                host_config: Some(HostConfig { network_mode: Some(network.into()), ..Default::default() }),
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let created = docker.create_container(None, body).await?;
+            docker.start_container(&created.id, None).await?;
+            raw.push(t.elapsed());
+            let force = RemoveContainerOptionsBuilder::new().force(true).build();
+            docker.remove_container(&created.id, Some(force)).await?;
+        }
+        row(label, raw);
     }
-    row("baseline: raw bollard create + start (same image)", raw);
+    let _ = docker.remove_network(bridge).await;
 
     let mut create = Vec::new();
     let mut first = Vec::new();

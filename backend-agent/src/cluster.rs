@@ -136,5 +136,6 @@ pub async fn serve(
     let agent = Agent::new(config, runtime.as_dyn(), Arc::new(bus), Arc::new(live));
     let listener = tokio::net::TcpListener::bind(s.bind).await.with_context(|| format!("binding {}", s.bind))?;
     crate::run(agent, listener, shutdown).await?;
+    runtime.shutdown().await;
     Ok(())
 }

@@ -68,6 +68,8 @@ impl Drop for Cleanup {
 async fn runtime_at(root: &std::path::Path, network: KernelNetwork) -> DockerRuntime {
     let mut config = DockerRuntimeConfig::new(root, runner());
     config.network = network;
+    // Removed with their last kernel, so that no test leaves a network behind.
+    config.network_linger = std::time::Duration::ZERO;
     let rt = DockerRuntime::connect(config).await.unwrap_or_else(|e| panic!("{HINT}: {e}"));
     let names: Vec<String> =
         rt.images().await.unwrap_or_else(|e| panic!("{HINT}: {e}")).into_iter().map(|i| i.name).collect();

@@ -237,13 +237,14 @@ impl Standalone {
         // The registry goes first, so the kernels' deaths below are not recorded, as with a killed process.
         drop(background);
         if !keep_kernels {
-            let runtime: Arc<dyn ContainerRuntime> = runtime.as_dyn();
-            for handle in runtime.list_kernels().await.unwrap_or_default() {
-                let _ = runtime.destroy_kernel(handle.kernel_id, true).await;
+            let kernels: Arc<dyn ContainerRuntime> = runtime.as_dyn();
+            for handle in kernels.list_kernels().await.unwrap_or_default() {
+                let _ = kernels.destroy_kernel(handle.kernel_id, true).await;
             }
         }
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
+        runtime.shutdown().await;
     }
 }

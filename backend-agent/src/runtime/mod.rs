@@ -122,6 +122,14 @@ impl AgentRuntime {
             AgentRuntime::Docker(r) => r.sweep_orphans(known, grace).await,
         }
     }
+
+    /// Releases what the runtime keeps between kernels (the Docker runtime's idle owner networks); call when the
+    /// agent stops.
+    pub async fn shutdown(&self) {
+        if let AgentRuntime::Docker(r) = self {
+            r.release_idle_networks().await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -91,11 +91,15 @@ pub struct DockerRuntimeConfig {
     pub max_nofile: u64,
     /// Ceiling of the kernels' locked-memory limit, in bytes.
     pub max_memlock: u64,
+    /// How long an owner's network outlives its last kernel, so that the owner's next session reuses it instead of
+    /// paying for a new bridge (zero: removed with the last kernel). Idle networks go when the agent stops
+    /// ([`DockerRuntime::release_idle_networks`]).
+    pub network_linger: Duration,
 }
 
 impl DockerRuntimeConfig {
-    /// Defaults: per-owner networks, 4096 processes, 64 MiB of shared memory, 3 s to stop, 60 s to start, at most
-    /// 20000 open files and 8 MiB of locked memory.
+    /// Defaults: per-owner networks lingering 30 s, 4096 processes, 64 MiB of shared memory, 3 s to stop, 60 s to
+    /// start, at most 20000 open files and 8 MiB of locked memory.
     pub fn new(root: impl Into<PathBuf>, runner: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
@@ -108,6 +112,7 @@ impl DockerRuntimeConfig {
             start_timeout: Duration::from_secs(60),
             max_nofile: 20_000,
             max_memlock: 8 << 20,
+            network_linger: Duration::from_secs(30),
         }
     }
 }
@@ -158,6 +163,27 @@ pub struct DockerRuntime {
     kernels: Mutex<HashMap<KernelId, Tracked>>,
     /// Per owner: held while its network is made and a container joins it, or while the network is removed.
     network_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The kernel images last listed, and when: creates within [`IMAGES_FRESH_FOR`] reuse the list.
+    images: Mutex<Option<(std::time::Instant, Vec<KernelImage>)>>,
+}
+
+/// How long a listing of the kernel images is reused (an image not in it makes the next create list again).
+const IMAGES_FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// Removes network `name` unless a container is on it, under the owner's network lock.
+async fn remove_unused_network(docker: &Docker, lock: &tokio::sync::Mutex<()>, name: &str) {
+    let _held = lock.lock().await;
+    let filters = HashMap::from([("network", vec![name.to_owned()])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    if let Ok(users) = docker.list_containers(Some(options)).await {
+        if users.is_empty() {
+            if let Err(e) = docker.remove_network(name).await {
+                if !matches!(status_of(&e), Some(403 | 404 | 409)) {
+                    tracing::warn!(network = %name, error = %e, "could not remove an owner's network");
+                }
+            }
+        }
+    }
 }
 
 /// The container name of a kernel.
@@ -302,6 +328,7 @@ impl DockerRuntime {
             host_cpus,
             kernels: Mutex::default(),
             network_locks: Mutex::default(),
+            images: Mutex::default(),
         })
     }
 
@@ -323,12 +350,23 @@ impl DockerRuntime {
         self.kernel_dir(id).join("ipc").join("runner.sock")
     }
 
+    /// The kernel images, from the recent listing when there is one.
+    async fn cached_kernel_images(&self) -> Result<Vec<KernelImage>> {
+        if let Some((at, images)) = self.images.lock().expect("images").as_ref() {
+            if at.elapsed() < IMAGES_FRESH_FOR {
+                return Ok(images.clone());
+            }
+        }
+        self.kernel_images().await
+    }
+
     async fn kernel_images(&self) -> Result<Vec<KernelImage>> {
         let filters = HashMap::from([("label", vec![LABEL_KERNELSPEC.to_owned()])]);
         let options = ListImagesOptionsBuilder::new().filters(&filters).build();
         let images = self.docker.list_images(Some(options)).await.map_err(|e| unavailable("listing images", e))?;
         let mut found: Vec<KernelImage> = images.iter().filter_map(image_of).collect();
         found.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        *self.images.lock().expect("images") = Some((std::time::Instant::now(), found.clone()));
         Ok(found)
     }
 
@@ -342,21 +380,23 @@ impl DockerRuntime {
         if self.config.network != KernelNetwork::PerOwner || owner.is_empty() {
             return;
         }
-        let lock = self.network_lock(owner);
-        let _held = lock.lock().await;
-        let name = owner_network(owner);
-        let filters = HashMap::from([("network", vec![name.clone()])]);
-        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        match self.docker.list_containers(Some(options)).await {
-            Ok(users) if users.is_empty() => {
-                if let Err(e) = self.docker.remove_network(&name).await {
-                    if !matches!(status_of(&e), Some(403 | 404 | 409)) {
-                        tracing::warn!(network = %name, error = %e, "could not remove an owner's network");
-                    }
-                }
-            }
-            _ => {}
+        remove_unused_network(&self.docker, &self.network_lock(owner), &owner_network(owner)).await;
+    }
+
+    /// [`Self::release_network`] after the configured linger, in the background.
+    async fn release_network_later(&self, owner: &str) {
+        if self.config.network_linger.is_zero() {
+            return self.release_network(owner).await;
         }
+        if self.config.network != KernelNetwork::PerOwner || owner.is_empty() {
+            return;
+        }
+        let (docker, lock, name) = (self.docker.clone(), self.network_lock(owner), owner_network(owner));
+        let linger = self.config.network_linger;
+        tokio::spawn(async move {
+            tokio::time::sleep(linger).await;
+            remove_unused_network(&docker, &lock, &name).await;
+        });
     }
 
     /// Makes the owner's network unless it exists.
@@ -658,7 +698,7 @@ impl DockerRuntime {
                 if tokio::net::UnixStream::connect(&socket).await.is_ok() {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         };
         let ended = async {
@@ -768,6 +808,14 @@ impl DockerRuntime {
             }
         }
         // Owners' networks nobody uses any more (their last kernel went while no runtime watched).
+        self.release_idle_networks().await;
+        Ok(removed)
+    }
+
+    /// Removes every owner network no container uses, now: those whose last kernel ended while no runtime watched,
+    /// and those lingering after their last kernel (`network_linger`). Call when the agent stops, so no network
+    /// outlives it (Docker has only a few dozen address pools).
+    pub async fn release_idle_networks(&self) {
         let filters = HashMap::from([("label", vec![LABEL_OWNER.to_owned()])]);
         let options = bollard::query_parameters::ListNetworksOptionsBuilder::new().filters(&filters).build();
         if let Ok(networks) = self.docker.list_networks(Some(options)).await {
@@ -775,7 +823,6 @@ impl DockerRuntime {
                 self.release_network(owner).await;
             }
         }
-        Ok(removed)
     }
 }
 
@@ -790,7 +837,10 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn create_kernel(&self, spec: &KernelSpec) -> Result<KernelHandle> {
-        let images = self.kernel_images().await?;
+        let mut images = self.cached_kernel_images().await?;
+        if resolve_image(&images.iter().map(|i| i.info.clone()).collect::<Vec<_>>(), &spec.image).is_none() {
+            images = self.kernel_images().await?;
+        }
         let infos: Vec<ImageInfo> = images.iter().map(|i| i.info.clone()).collect();
         let wanted =
             resolve_image(&infos, &spec.image).ok_or_else(|| Error::ImageNotFound { image: spec.image.clone() })?;
@@ -847,7 +897,7 @@ impl ContainerRuntime for DockerRuntime {
             }
         }
         if let Some(owner) = owner {
-            self.release_network(&owner).await;
+            self.release_network_later(&owner).await;
         }
         Ok(exit)
     }
