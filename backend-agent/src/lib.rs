@@ -225,6 +225,27 @@ impl Agent {
         })
     }
 
+    /// Puts each kernel's resource usage into the live state as `kernel.<id>.stats` (JSON of
+    /// [`backend_core::runtime::KernelStats`]) until `ttl`; runtimes without stats are skipped.
+    pub async fn publish_stats(&self, ttl: Duration) {
+        for handle in self.kernels.handles() {
+            let id = handle.kernel_id;
+            match self.runtime.stats(id).await {
+                Ok(stats) => {
+                    let value = serde_json::to_value(&stats).unwrap_or_default();
+                    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(10));
+                    if let Err(e) =
+                        self.live.set_stat(&format!("kernel.{id}.stats"), value, ttl, chrono::Utc::now()).await
+                    {
+                        tracing::debug!(kernel = %id, error = %e, "could not record kernel stats");
+                    }
+                }
+                Err(backend_core::Error::Unsupported { .. }) => return,
+                Err(e) => tracing::debug!(kernel = %id, error = %e, "no stats for a kernel"),
+            }
+        }
+    }
+
     /// Publishes one heartbeat now.
     pub async fn send_heartbeat(&self, addr: &str) -> Result<()> {
         let hb = self.heartbeat(addr).await?;
@@ -258,6 +279,7 @@ pub async fn run(
                 if let Err(e) = agent.send_heartbeat(&addr).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
+                agent.publish_stats(agent.config.heartbeat_interval * 3).await;
             }
         })
     };

@@ -72,6 +72,23 @@ pub struct KernelExit {
     pub reason: String,
 }
 
+/// A kernel's resource usage at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelStats {
+    /// CPU time used, in nanoseconds.
+    pub cpu_used_ns: u64,
+    /// Memory in use, in bytes.
+    pub mem_bytes: u64,
+    /// The memory limit, in bytes.
+    pub mem_limit: u64,
+    /// Bytes read from block devices.
+    pub io_read_bytes: u64,
+    /// Bytes written to block devices.
+    pub io_write_bytes: u64,
+    /// Processes and threads.
+    pub pids: u64,
+}
+
 /// Runs kernels. Object-safe: agents hold an `Arc<dyn ContainerRuntime>`.
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync {
@@ -94,6 +111,11 @@ pub trait ContainerRuntime: Send + Sync {
     async fn list_kernels(&self) -> Result<Vec<KernelHandle>>;
     /// Waits until a kernel ends by itself and says how. Returns at once for a kernel that has already ended.
     async fn wait_kernel(&self, kernel_id: KernelId) -> Result<KernelExit>;
+    /// The kernel's resource usage now. Optional.
+    async fn stats(&self, kernel_id: KernelId) -> Result<KernelStats> {
+        let _ = kernel_id;
+        Err(Error::Unsupported { what: format!("stats on the {} runtime", self.name()) })
+    }
     /// The kernel's output log. Optional.
     async fn logs(&self, kernel_id: KernelId) -> Result<String> {
         let _ = kernel_id;

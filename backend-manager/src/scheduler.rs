@@ -23,9 +23,13 @@ use backend_core::scheduler::{
 use backend_core::status::SessionStatus;
 use backend_core::store::{SessionChange, SessionFilter};
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Allocations of one pass in flight at once (each holds a store connection while it runs).
+const ALLOCATIONS_AT_ONCE: usize = 8;
 
 /// The lease name in the config store.
 pub const SCHEDULER_LEASE: &str = "scheduler";
@@ -268,17 +272,30 @@ impl Manager {
             let input = PlanInput { pending, agents: group_agents, owners: owners.clone(), now: Utc::now() };
             let outcome = plan(sequencer, self.selector.as_ref(), input, &options);
             let mut scheduled = 0;
-            for (session_id, placements) in outcome.placed {
-                match self.store.allocate(session_id, &placements, Utc::now()).await {
+            // The plan's placements fit together, so they are allocated concurrently: each is its own transaction
+            // (the store re-checks capacity under the agents' row locks), and a pass is not one round trip per
+            // statement per session in sequence.
+            let allocations = futures::stream::iter(outcome.placed)
+                .map(|(session_id, placements)| async move {
+                    let allocated = self.store.allocate(session_id, &placements, Utc::now()).await;
+                    if allocated.is_ok() {
+                        self.publish_lifecycle(session_id, SessionStatus::Scheduled, None).await;
+                        let m = self.clone();
+                        tokio::spawn(async move { m.start_session(session_id).await });
+                    }
+                    (session_id, allocated)
+                })
+                .buffer_unordered(ALLOCATIONS_AT_ONCE)
+                .collect::<Vec<_>>()
+                .await;
+            for (session_id, allocated) in allocations {
+                match allocated {
                     Ok(()) => {
                         scheduled += 1;
                         let (owner, used) = slots[&session_id].clone();
                         let entry = owners.entry(owner).or_default();
                         entry.occupied = std::mem::take(&mut entry.occupied) + used;
                         entry.sessions += 1;
-                        self.publish_lifecycle(session_id, SessionStatus::Scheduled, None).await;
-                        let m = self.clone();
-                        tokio::spawn(async move { m.start_session(session_id).await });
                     }
                     Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::QuotaExceeded) => {
                         tracing::debug!(session = %session_id, error = %e, "allocation lost a race; retried next pass");

@@ -123,6 +123,22 @@ async fn docker_session_executes_transfers_files_and_leaves_nothing() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&raw));
     assert!(raw.windows(12).any(|w| w == b"HELLO DOCKER"), "the download carries the file the kernel wrote");
 
+    // The agent puts the kernel's usage into the live state with its heartbeats.
+    let session_id: backend_core::SessionId = created.body["sessionId"].as_str().unwrap().parse().unwrap();
+    let kernel = stack.manager.store.kernels(session_id).await.unwrap().remove(0);
+    let key = format!("kernel.{}.stats", kernel.id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let stats = loop {
+        if let Some(v) = stack.manager.live.stat(&key, chrono::Utc::now()).await.unwrap() {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no stats for the kernel in the live state");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(stats["mem_bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert!(stats["mem_limit"].as_u64().unwrap() >= stats["mem_bytes"].as_u64().unwrap(), "{stats}");
+    assert!(stats["pids"].as_u64().unwrap() >= 1, "{stats}");
+
     let gone = api.send(Method::DELETE, "/session/dock", None).await;
     assert!(gone.status < 300, "{}", gone.body);
     let info = api.send(Method::GET, "/session/dock", None).await;

@@ -117,22 +117,7 @@ impl DockerRuntimeConfig {
     }
 }
 
-/// A kernel's resource usage, from Docker's one-shot stats.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KernelStats {
-    /// CPU time used, in nanoseconds.
-    pub cpu_used_ns: u64,
-    /// Memory in use, in bytes.
-    pub mem_bytes: u64,
-    /// The memory limit, in bytes.
-    pub mem_limit: u64,
-    /// Bytes read from block devices.
-    pub io_read_bytes: u64,
-    /// Bytes written to block devices.
-    pub io_write_bytes: u64,
-    /// Processes and threads.
-    pub pids: u64,
-}
+pub use crate::runtime::KernelStats;
 
 /// A local image usable as a kernel.
 #[derive(Debug, Clone)]
@@ -830,6 +815,10 @@ impl DockerRuntime {
 impl ContainerRuntime for DockerRuntime {
     fn name(&self) -> &'static str {
         "docker"
+    }
+
+    async fn stats(&self, kernel_id: KernelId) -> Result<KernelStats> {
+        DockerRuntime::stats(self, kernel_id).await
     }
 
     async fn images(&self) -> Result<Vec<ImageInfo>> {
