@@ -10,10 +10,14 @@
 //!
 //! `cargo bench --bench cluster` (`BENCH_QUICK=1` for a short run).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use backend_client::{Client, ClientConfig};
 use backend_core::api::CreateSessionRequest;
 use backend_core::config::{ConfigStore, LocalConfigStore};
 use backend_core::conformance::metadata_store::{heartbeat, pending_session};
+use backend_core::conformance::postgres::ScratchDatabase;
 use backend_core::events::redis::RedisEventBus;
 use backend_core::events::{EventBus, LocalEventBus};
 use backend_core::live::redis::RedisLiveState;
@@ -24,26 +28,12 @@ use backend_core::store::sqlite::SqliteStore;
 use backend_core::store::{MetadataStore, SessionFilter};
 use backend_core::{ResourceSlots, SessionStatus};
 use backend_manager::{Manager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::percentile;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-async fn fresh_database(base: &str, name: &str) -> anyhow::Result<String> {
-    let mut conn = AsyncPgConnection::establish(base).await?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
-    Ok(format!("{}/{name}", base.rsplit_once('/').unwrap().0))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
 }
 
 /// A keypair allowed as many sessions and requests as the bench makes.
@@ -85,9 +75,9 @@ struct Throughput {
 /// `sessions` creates from `clients` concurrent clients spread over `managers` managers; with `backlog`, the
 /// sessions are queued in the store before the managers start instead, so only the scheduler and the start path run.
 async fn scheduling(managers: usize, sessions: usize, clients: usize, backlog: bool) -> anyhow::Result<Throughput> {
-    let pg = env_or("BACKEND_AI_TEST_POSTGRES", "postgres://backend:backend@127.0.0.1:15432/backend");
     let redis = env_or("BACKEND_AI_TEST_REDIS", "redis://127.0.0.1:16379");
-    let db = fresh_database(&pg, &format!("bench_sched_{managers}_{backlog}")).await?;
+    let scratch = ScratchDatabase::create("bench_sched").await;
+    let db = scratch.url.clone();
     let namespace = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let shared: Arc<dyn ConfigStore> = Arc::new(LocalConfigStore::new());
     let setup = PostgresStore::connect_and_migrate(&db, 4).await?;
@@ -281,8 +271,8 @@ async fn run() -> anyhow::Result<()> {
     println!("GET /session/{{name}} ({reads} requests, 16 clients)");
     println!("| store | p50 ms | p99 ms | requests/s |");
     println!("| --- | --- | --- | --- |");
-    let pg = env_or("BACKEND_AI_TEST_POSTGRES", "postgres://backend:backend@127.0.0.1:15432/backend");
-    let db = fresh_database(&pg, "bench_reads").await?;
+    let scratch = ScratchDatabase::create("bench_reads").await;
+    let db = scratch.url.clone();
     let stores: [(&str, Arc<dyn MetadataStore>); 2] = [
         ("PostgreSQL", Arc::new(PostgresStore::connect_and_migrate(&db, 16).await?)),
         ("SQLite", Arc::new(SqliteStore::open(&tempfile::tempdir()?.keep().join("bench.db"))?)),

@@ -7,33 +7,18 @@
 //! Needs a Docker daemon and the images of `scripts/build-kernel-images.sh`.
 //! `cargo bench --bench docker` (set `BENCH_QUICK=1` for a short run).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use backend_client::{Client, ClientConfig};
-use backend_core::api::{CreateSessionRequest, ExecuteMode, ExecuteRequest};
+use backend_core::api::CreateSessionRequest;
 use backend_core::runtime::docker::bollard;
 use backend_core::runtime::docker::{DockerRuntime, DockerRuntimeConfig};
 use backend_manager::standalone::{Standalone, StandaloneConfig};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
-use std::time::{Duration, Instant};
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
-}
-
-fn row(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "| {name:<56} | {:>5} | {:>9.3} | {:>9.3} |",
-        samples.len(),
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.99)
-    );
-}
-
-fn query(code: &str) -> ExecuteRequest {
-    ExecuteRequest { mode: ExecuteMode::Query, code: code.into(), run_id: None, options: serde_json::Value::Null }
-}
+use std::time::Instant;
+use support::{query, row};
 
 fn main() -> anyhow::Result<()> {
     // The Docker runtime may bind-mount this very executable as the kernel runner.

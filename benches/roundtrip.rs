@@ -5,29 +5,14 @@
 //!
 //! `cargo bench --bench roundtrip` (set `BENCH_QUICK=1` for a short run).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use backend_client::{Client, ClientConfig};
-use backend_core::api::{CreateSessionRequest, ExecuteMode, ExecuteRequest};
+use backend_core::api::CreateSessionRequest;
 use backend_manager::standalone::{Standalone, StandaloneConfig};
-use std::time::{Duration, Instant};
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
-}
-
-fn row(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "| {name:<48} | {:>5} | {:>9.3} | {:>9.3} |",
-        samples.len(),
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.99)
-    );
-}
-
-fn query(code: &str) -> ExecuteRequest {
-    ExecuteRequest { mode: ExecuteMode::Query, code: code.into(), run_id: None, options: serde_json::Value::Null }
-}
+use std::time::Instant;
+use support::{query, row};
 
 fn main() -> anyhow::Result<()> {
     // The process runtime may start this very executable as a kernel runner (before any async runtime exists).

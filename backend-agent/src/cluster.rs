@@ -8,10 +8,9 @@ use crate::runtime::{AgentRuntime, RuntimeConfig, RuntimeKind};
 use crate::{Agent, AgentConfig};
 use anyhow::Context;
 use backend_core::config::etcd::EtcdConfigStore;
-use backend_core::config::ConfigStore;
 use backend_core::events::redis::RedisEventBus;
 use backend_core::live::redis::RedisLiveState;
-use backend_core::settings::{keys, EtcdSettings, Layers};
+use backend_core::settings::{keys, local_or_shared, EtcdSettings, Layers, RedisSettings};
 use backend_core::ResourceSlots;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -45,7 +44,7 @@ pub struct AgentSettings {
     /// `[etcd]`: where the shared configuration is.
     pub etcd: EtcdSettings,
     /// `[redis]`: Redis.
-    pub redis: RedisSection,
+    pub redis: RedisSettings,
 }
 
 /// The `[agent]` section.
@@ -68,14 +67,6 @@ pub struct AgentSection {
     pub heartbeat_interval_secs: f64,
     /// Capacity to announce (`{ cpu = "4", mem = "8g" }`); default: the machine's CPUs and memory.
     pub capacity: Option<BTreeMap<String, String>>,
-}
-
-/// The `[redis]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSection {
-    /// Redis URL; default: etcd's `config/redis/url`.
-    pub url: Option<String>,
 }
 
 impl AgentSettings {
@@ -105,17 +96,8 @@ pub async fn serve(
     let shared = EtcdConfigStore::connect(&settings.etcd.endpoints, &settings.etcd.namespace)
         .await
         .with_context(|| format!("connecting to etcd at {}", settings.etcd.endpoints.join(",")))?;
-    let redis = match &settings.redis.url {
-        Some(url) => url.clone(),
-        None => shared
-            .get(keys::REDIS_URL)
-            .await?
-            .with_context(|| format!("no redis.url: set it in agent.toml or put `{}` into etcd", keys::REDIS_URL))?,
-    };
-    let token = shared
-        .get(keys::AGENT_TOKEN)
-        .await?
-        .with_context(|| format!("no agent token in etcd: put `{}` (backend-manager config put)", keys::AGENT_TOKEN))?;
+    let redis = local_or_shared(settings.redis.url.as_deref(), &shared, keys::REDIS_URL, "redis.url").await?;
+    let token = local_or_shared(None, &shared, keys::AGENT_TOKEN, "agent token").await?;
     let namespace = &settings.etcd.namespace;
     let bus = RedisEventBus::connect(&redis, namespace).await.context("connecting to Redis (events)")?;
     let live = RedisLiveState::connect(&redis, namespace).await.context("connecting to Redis (live state)")?;
@@ -138,4 +120,19 @@ pub async fn serve(
     crate::run(agent, listener, shutdown).await?;
     runtime.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_settings_file_loads() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/agent.toml");
+        let layers = Layers { defaults: DEFAULTS, file: Some(&file), env_prefix: "BACKENDAI", ..Default::default() };
+        let settings: AgentSettings = layers.load().unwrap();
+        assert_eq!(settings.agent.runtime, RuntimeKind::Process);
+        assert_eq!(settings.agent.scaling_group, "default");
+        assert!(settings.redis.url.is_none(), "the sample leaves the Redis URL to etcd");
+    }
 }

@@ -94,6 +94,30 @@ pub struct EtcdSettings {
     pub namespace: String,
 }
 
+/// Where the cluster's Redis is (the `[redis]` section of both `manager.toml` and `agent.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Redis URL; default: the config store's `config/redis/url`.
+    pub url: Option<String>,
+}
+
+/// A local setting named `setting`, or else the shared value under `key` in the config store; a clear error naming
+/// both when neither is there.
+pub async fn local_or_shared(
+    local: Option<&str>,
+    shared: &dyn crate::config::ConfigStore,
+    key: &str,
+    setting: &str,
+) -> Result<String> {
+    if let Some(value) = local {
+        return Ok(value.to_owned());
+    }
+    shared.get(key).await?.ok_or_else(|| Error::InvalidParams {
+        msg: format!("no {setting}: set it in the settings file or put `{key}` into the config store (backend-manager config put)"),
+    })
+}
+
 /// The shared keys managers and agents read from the config store at start (relative to the namespace).
 pub mod keys {
     /// The PostgreSQL URL (`postgres://user:password@host:port/database`).

@@ -7,6 +7,7 @@
 #![cfg(feature = "postgres")]
 
 use backend_core::conformance::metadata_store::{self, assert_occupancy_invariant};
+use backend_core::conformance::postgres::ScratchDatabase;
 use backend_core::error::ErrorKind;
 use backend_core::model::KernelRecord;
 use backend_core::status::{KernelStatus, SessionStatus};
@@ -14,115 +15,34 @@ use backend_core::store::postgres::PostgresStore;
 use backend_core::store::{KernelChange, MetadataStore, Placement};
 use backend_core::{AccessKey, AgentId, ResourceSlots, SessionId};
 use chrono::{Duration, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-const DEFAULT_URL: &str = "postgres://backend:backend@127.0.0.1:15432/backend";
-
-fn base_url() -> String {
-    std::env::var("BACKEND_AI_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-/// `url` with its database name replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (before_query, query) = match url.split_once('?') {
-        Some((head, query)) => (head, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = before_query.find("://").map_or(0, |i| i + 3);
-    let host_part = match before_query[scheme_end..].find('/') {
-        Some(slash) => &before_query[..scheme_end + slash],
-        None => before_query,
-    };
-    match query {
-        Some(query) => format!("{host_part}/{database}?{query}"),
-        None => format!("{host_part}/{database}"),
-    }
-}
-
-async fn admin_connection(base: &str) -> AsyncPgConnection {
-    AsyncPgConnection::establish(base).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is unreachable at {base} ({e}). Start it with `bash scripts/services.sh`, or point \
-             BACKEND_AI_TEST_POSTGRES at a server whose role may create databases."
-        )
-    })
-}
-
-/// A fresh database for one test, dropped (best effort) when the test ends, even by a panic.
-struct TestDatabase {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let base = base_url();
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = admin_connection(&base).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("creating test database {name} at {base}: {e}"));
-        let url = with_database(&base, &name);
-        Self { base, name, url }
-    }
-
-    async fn migrated_store(&self, pool_size: usize) -> PostgresStore {
-        let store = PostgresStore::connect(&self.url, pool_size).await.expect("connect to the test database");
-        store.migrate().await.expect("migrate");
-        store
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (base, name) = (self.base.clone(), self.name.clone());
-        // The test's runtime may be gone or busy: drop the database from a runtime of our own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async {
-                let mut admin = AsyncPgConnection::establish(&base).await.ok()?;
-                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
-
-#[test]
-fn database_urls_are_rewritten() {
-    assert_eq!(with_database("postgres://u:p@h:1/backend", "t_x"), "postgres://u:p@h:1/t_x");
-    assert_eq!(
-        with_database("postgres://u:p@h:1/backend?sslmode=disable", "t_x"),
-        "postgres://u:p@h:1/t_x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://u:p@h:1", "t_x"), "postgres://u:p@h:1/t_x");
+/// A migrated store on `db`.
+async fn migrated_store(db: &ScratchDatabase, pool_size: usize) -> PostgresStore {
+    let store = PostgresStore::connect(&db.url, pool_size).await.expect("connect to the test database");
+    store.migrate().await.expect("migrate");
+    store
 }
 
 #[tokio::test]
 async fn store_passes_the_suite() {
-    let db = TestDatabase::create().await;
-    let store = db.migrated_store(4).await;
+    let db = ScratchDatabase::create("t").await;
+    let store = migrated_store(&db, 4).await;
     metadata_store::run(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_allocations_through_one_pool() {
-    let db = TestDatabase::create().await;
-    let store: Arc<dyn MetadataStore> = Arc::new(db.migrated_store(8).await);
+    let db = ScratchDatabase::create("t").await;
+    let store: Arc<dyn MetadataStore> = Arc::new(migrated_store(&db, 8).await);
     metadata_store::concurrent_allocations(store).await;
 }
 
 #[tokio::test]
 async fn migrate_is_idempotent_and_reports_its_status() {
-    let db = TestDatabase::create().await;
+    let db = ScratchDatabase::create("t").await;
     let store = PostgresStore::connect(&db.url, 2).await.expect("connect");
 
     let before = store.migration_status().await.expect("status before");
@@ -185,8 +105,8 @@ async fn checkpoint(store: &dyn MetadataStore, agents: &[AgentId], when: &str) {
 async fn two_managers_race_without_breaking_the_occupancy_invariant() {
     const AGENTS: usize = 6;
     const SESSIONS: usize = 300;
-    let db = TestDatabase::create().await;
-    let first = Arc::new(db.migrated_store(8).await);
+    let db = ScratchDatabase::create("t").await;
+    let first = Arc::new(migrated_store(&db, 8).await);
     let second = Arc::new(PostgresStore::connect(&db.url, 8).await.expect("second manager"));
     let managers: [Arc<dyn MetadataStore>; 2] = [first.clone(), second.clone()];
 

@@ -11,7 +11,7 @@ use backend_core::config::etcd::EtcdConfigStore;
 use backend_core::config::ConfigStore;
 use backend_core::events::redis::RedisEventBus;
 use backend_core::live::redis::RedisLiveState;
-use backend_core::settings::{keys, EtcdSettings, Layers};
+use backend_core::settings::{keys, local_or_shared, EtcdSettings, Layers, RedisSettings};
 use backend_core::store::postgres::PostgresStore;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -48,7 +48,7 @@ pub struct ManagerSettings {
     /// `[db]`: PostgreSQL.
     pub db: DbSection,
     /// `[redis]`: Redis.
-    pub redis: RedisSection,
+    pub redis: RedisSettings,
 }
 
 /// The `[manager]` section.
@@ -79,14 +79,6 @@ pub struct DbSection {
     pub url: Option<String>,
     /// Connections in the pool.
     pub pool_size: usize,
-}
-
-/// The `[redis]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSection {
-    /// Redis URL; default: etcd's `config/redis/url`.
-    pub url: Option<String>,
 }
 
 impl ManagerSettings {
@@ -123,24 +115,9 @@ impl ManagerSettings {
 
     /// The metadata store (not migrated: see `backend-manager schema migrate`).
     pub async fn connect_db(&self, shared: &dyn ConfigStore) -> anyhow::Result<PostgresStore> {
-        let url = shared_value(self.db.url.as_deref(), shared, keys::DB_URL, "db.url").await?;
+        let url = local_or_shared(self.db.url.as_deref(), shared, keys::DB_URL, "db.url").await?;
         PostgresStore::connect(&url, self.db.pool_size).await.context("connecting to PostgreSQL")
     }
-}
-
-/// A local setting, or else the shared one from etcd.
-pub async fn shared_value(
-    local: Option<&str>,
-    shared: &dyn ConfigStore,
-    key: &str,
-    setting: &str,
-) -> anyhow::Result<String> {
-    if let Some(value) = local {
-        return Ok(value.to_owned());
-    }
-    shared.get(key).await?.with_context(|| {
-        format!("no {setting}: set it in the settings file or put `{key}` into etcd (backend-manager config put)")
-    })
 }
 
 /// Connects to the three services and composes a manager. Fails when the schema has pending migrations.
@@ -154,11 +131,11 @@ pub async fn connect(settings: &ManagerSettings) -> anyhow::Result<Arc<Manager>>
         "the database schema has pending migrations ({}): run `backend-manager schema migrate` first",
         pending.join(", ")
     );
-    let redis = shared_value(settings.redis.url.as_deref(), &shared, keys::REDIS_URL, "redis.url").await?;
+    let redis = local_or_shared(settings.redis.url.as_deref(), &shared, keys::REDIS_URL, "redis.url").await?;
     let namespace = &settings.etcd.namespace;
     let bus = RedisEventBus::connect(&redis, namespace).await.context("connecting to Redis (events)")?;
     let live = RedisLiveState::connect(&redis, namespace).await.context("connecting to Redis (live state)")?;
-    let token = shared_value(None, &shared, keys::AGENT_TOKEN, "agent token").await?;
+    let token = local_or_shared(None, &shared, keys::AGENT_TOKEN, "agent token").await?;
     Ok(Manager::new(
         settings.manager_config()?,
         Arc::new(store),
@@ -191,4 +168,20 @@ pub async fn serve(
         None => crate::serve(manager, listener, shutdown).await,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_settings_file_loads() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/manager.toml");
+        let layers = Layers { defaults: DEFAULTS, file: Some(&file), env_prefix: "BACKENDAI", ..Default::default() };
+        let settings: ManagerSettings = layers.load().unwrap();
+        assert_eq!(settings.etcd.namespace, "local");
+        assert_eq!(settings.db.pool_size, 16);
+        assert!(settings.db.url.is_none(), "the sample leaves the database URL to etcd");
+        assert_eq!(settings.manager_config().unwrap().heartbeat_timeout, Duration::from_secs(30));
+    }
 }

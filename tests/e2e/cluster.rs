@@ -7,8 +7,8 @@
 //! with `agent-lost` and keeps new sessions off it; when it returns it is ALIVE again and its orphan kernel is removed.
 
 use crate::common::{Answer, Api};
+use backend_core::conformance::postgres::ScratchDatabase;
 use backend_core::model::{KeyPair, Role};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
 use reqwest::Method;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -31,24 +31,6 @@ fn binary(name: &str) -> PathBuf {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A fresh database on the test server; returns its URL.
-async fn fresh_database(base: &str, name: &str) -> String {
-    use diesel_async::RunQueryDsl;
-    let mut conn = AsyncPgConnection::establish(base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is unreachable ({e}): run scripts/services.sh"));
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    format!("{prefix}/{name}")
-}
-
-async fn drop_database(base: &str, name: &str) {
-    use diesel_async::RunQueryDsl;
-    if let Ok(mut conn) = AsyncPgConnection::establish(base).await {
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
-    }
 }
 
 /// A child process killed when dropped.
@@ -184,11 +166,10 @@ fn agents_of(a: &Answer) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_managers_three_agents_over_postgres_redis_and_etcd() {
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let pg = env_or("BACKEND_AI_TEST_POSTGRES", "postgres://backend:backend@127.0.0.1:15432/backend");
     let redis = env_or("BACKEND_AI_TEST_REDIS", "redis://127.0.0.1:16379");
     let etcd = env_or("BACKEND_AI_TEST_ETCD", "http://127.0.0.1:12379");
-    let db_name = format!("cluster_{tag}");
-    let db = fresh_database(&pg, &db_name).await;
+    let scratch = ScratchDatabase::create("cluster").await;
+    let db = scratch.url.clone();
 
     let mut cluster = Cluster {
         dir: tempfile::tempdir().unwrap(),
@@ -198,9 +179,14 @@ async fn two_managers_three_agents_over_postgres_redis_and_etcd() {
     };
 
     // First start: shared settings into etcd, the schema, the default records and an admin keypair.
-    cluster.tool(&["config", "put", "config/db/url", &db]);
-    cluster.tool(&["config", "put", "config/redis/url", &redis]);
+    // Shaped like configs/shared.toml.
+    let shared = cluster.dir.path().join("shared.toml");
+    let text =
+        format!("[config.db]\nurl = \"{db}\"\n[config.redis]\nurl = \"{redis}\"\n[config]\nagent-token = \"x\"\n");
+    std::fs::write(&shared, text).unwrap();
+    assert!(cluster.tool(&["config", "load", shared.to_str().unwrap()]).starts_with("loaded 3 key(s)"));
     cluster.tool(&["config", "put", "config/agent-token", &format!("token-{tag}")]);
+    assert_eq!(cluster.tool(&["config", "get", "config/agent-token"]).trim(), format!("token-{tag}"));
     assert_eq!(cluster.tool(&["config", "get", "config/redis/url"]).trim(), redis);
     assert!(cluster.tool(&["schema", "status"]).contains("pending"));
     assert!(cluster.tool(&["schema", "migrate"]).starts_with("applied"));
@@ -316,7 +302,6 @@ async fn two_managers_three_agents_over_postgres_redis_and_etcd() {
         let _ = survivor.send(Method::DELETE, &format!("/session/{name}?forced=true"), None).await;
     }
     drop(cluster);
-    drop_database(&pg, &db_name).await;
 }
 
 /// Hundreds of creates and destroys through two managers (separate PostgreSQL pools, one Redis bus) onto small dummy
@@ -332,10 +317,9 @@ async fn concurrent_creates_and_destroys_through_two_managers_keep_the_invariant
     use std::sync::Arc;
 
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let pg = env_or("BACKEND_AI_TEST_POSTGRES", "postgres://backend:backend@127.0.0.1:15432/backend");
     let redis = env_or("BACKEND_AI_TEST_REDIS", "redis://127.0.0.1:16379");
-    let db_name = format!("race_{tag}");
-    let db = fresh_database(&pg, &db_name).await;
+    let scratch = ScratchDatabase::create("race").await;
+    let db = scratch.url.clone();
     let store = PostgresStore::connect_and_migrate(&db, 4).await.unwrap();
     backend_core::store::fixtures::ensure_defaults(&store).await.unwrap();
     let mut policy = store.resource_policy("default").await.unwrap().unwrap();
@@ -453,5 +437,4 @@ async fn concurrent_creates_and_destroys_through_two_managers_keep_the_invariant
     }
     assert_eq!(dummy.created(), dummy.destroyed(), "every kernel created on an agent was destroyed there");
     drop(keep);
-    drop_database(&pg, &db_name).await;
 }

@@ -6,5 +6,7 @@ pub mod container_runtime;
 pub mod event_bus;
 pub mod live_state;
 pub mod metadata_store;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod scheduler;
 pub mod storage;
