@@ -91,3 +91,11 @@ string_id!(
     /// A keypair's public half, sent in every signed request.
     AccessKey
 );
+uuid_id!(
+    /// A virtual folder's identifier (also its directory name on its volume).
+    VFolderId
+);
+uuid_id!(
+    /// An invitation to share a virtual folder.
+    InvitationId
+);

@@ -37,8 +37,9 @@ pub mod slots;
 pub mod status;
 pub mod storage;
 pub mod store;
+pub mod vfolder;
 
 pub use error::{Error, ErrorKind, Problem, Result};
-pub use ids::{AccessKey, AgentId, KernelId, SessionId};
+pub use ids::{AccessKey, AgentId, InvitationId, KernelId, SessionId, VFolderId};
 pub use slots::ResourceSlots;
 pub use status::{KernelStatus, SessionStatus};
