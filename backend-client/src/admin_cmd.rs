@@ -156,6 +156,12 @@ pub enum PolicyCommand {
         /// An allowed storage host (repeatable).
         #[arg(long = "vfolder-host")]
         allowed_vfolder_hosts: Vec<String>,
+        /// Virtual folders a user may own (0: unlimited).
+        #[arg(long, default_value_t = 0)]
+        max_vfolder_count: u32,
+        /// Bytes the folders of one quota scope may hold (default: unlimited).
+        #[arg(long, value_name = "BYTES")]
+        max_quota_scope_size: Option<u64>,
     },
     /// Delete a policy no keypair uses.
     #[command(alias = "rm")]
@@ -348,6 +354,8 @@ pub async fn run(client: &Client, command: AdminCommand, json: bool) -> Result<(
                 idle_timeout,
                 max_session_lifetime,
                 allowed_vfolder_hosts,
+                max_vfolder_count,
+                max_quota_scope_size,
             } => {
                 let amounts = [("cpu", &cpu), ("mem", &mem)];
                 let pairs = amounts.iter().filter_map(|(slot, v)| v.as_deref().map(|v| (*slot, v)));
@@ -360,6 +368,8 @@ pub async fn run(client: &Client, command: AdminCommand, json: bool) -> Result<(
                     idle_timeout,
                     max_session_lifetime,
                     allowed_vfolder_hosts,
+                    max_vfolder_count,
+                    max_quota_scope_size,
                 };
                 print_answer(json, &client.create_resource_policy(&spec).await?, |p| {
                     outln!("created resource policy {}", p.name)
@@ -408,4 +418,36 @@ pub async fn run(client: &Client, command: AdminCommand, json: bool) -> Result<(
         },
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    }
+
+    fn quota_flags(args: &[&str]) -> (u32, Option<u64>) {
+        let parsed = Policy::try_parse_from([&["policy", "create", "p"], args].concat()).expect("valid flags");
+        match parsed.command {
+            PolicyCommand::Create { max_vfolder_count, max_quota_scope_size, .. } => {
+                (max_vfolder_count, max_quota_scope_size)
+            }
+            _ => panic!("not a create command"),
+        }
+    }
+
+    #[test]
+    fn policy_quota_flags_default_to_unlimited() {
+        assert_eq!(quota_flags(&[]), (0, None));
+        assert_eq!(
+            quota_flags(&["--max-vfolder-count", "4", "--max-quota-scope-size", "1073741824"]),
+            (4, Some(1 << 30))
+        );
+        assert!(Policy::try_parse_from(["policy", "create", "p", "--max-vfolder-count", "-1"]).is_err());
+    }
 }

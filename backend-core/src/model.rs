@@ -307,6 +307,9 @@ pub struct SessionRecord {
     /// CPU architecture asked for (`x86_64`, `aarch64`); `None`: any.
     #[serde(default)]
     pub architecture: Option<String>,
+    /// Virtual folders mounted into every kernel, resolved at create time.
+    #[serde(default)]
+    pub vfolder_mounts: Vec<crate::vfolder::VFolderMount>,
 }
 
 /// One kernel of a session.
@@ -423,6 +426,12 @@ pub struct KeyPairResourcePolicy {
     pub max_session_lifetime: u64,
     /// Storage hosts whose folders the keypair may use.
     pub allowed_vfolder_hosts: Vec<String>,
+    /// Virtual folders a user may own (0: unlimited).
+    #[serde(default)]
+    pub max_vfolder_count: u32,
+    /// Bytes the folders of one quota scope (a user's, or a group's) may hold together (`None`: unlimited).
+    #[serde(default)]
+    pub max_quota_scope_size: Option<u64>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }

@@ -77,6 +77,30 @@ async fn migrate_is_idempotent_and_reports_its_status() {
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_migrations_revert_everything_and_up_ones_apply_again() {
+    use diesel::Connection;
+    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+    use diesel_async::AsyncPgConnection;
+    use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+    let db = ScratchDatabase::create("t").await;
+    let store = migrated_store(&db, 1).await;
+    let url = db.url.clone();
+    let reverted = tokio::task::spawn_blocking(move || {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url).expect("connect");
+        conn.revert_all_migrations(MIGRATIONS).expect("revert every migration").len()
+    })
+    .await
+    .expect("revert task");
+    let status = store.migration_status().await.expect("status");
+    assert_eq!(reverted, status.len(), "every migration has a down script");
+    assert!(status.iter().all(|(_, applied)| !applied), "nothing left applied: {status:?}");
+    assert_eq!(store.migrate().await.expect("migrate again").len(), status.len());
+    assert!(store.list_vfolders().await.expect("the folder tables are back").is_empty());
+}
+
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable() {
     let err = PostgresStore::connect("postgres://nobody:secret@127.0.0.1:1/none", 1).await.expect_err("no server");

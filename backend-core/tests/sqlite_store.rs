@@ -1,9 +1,11 @@
 //! The embedded SQLite metadata store against the `MetadataStore` conformance suite, in memory and in a file.
 
 use backend_core::conformance::metadata_store;
+use backend_core::ids::{InvitationId, VFolderId};
 use backend_core::model::{Domain, Group, KeyPairResourcePolicy, ScalingGroup, User};
 use backend_core::store::sqlite::SqliteStore;
 use backend_core::store::MetadataStore;
+use backend_core::vfolder::{InvitationState, VFolder, VFolderAccess, VFolderInvitation, VFolderPermission};
 use backend_core::AccessKey;
 use chrono::Utc;
 use std::sync::Arc;
@@ -245,5 +247,59 @@ impl MetadataStore for Alternating {
         now: chrono::DateTime<Utc>,
     ) -> backend_core::Result<Option<(backend_core::SessionStatus, backend_core::SessionStatus)>> {
         self.pick().update_session(id, change, now).await
+    }
+    async fn insert_vfolder(&self, folder: &VFolder) -> backend_core::Result<()> {
+        self.pick().insert_vfolder(folder).await
+    }
+    async fn vfolder(&self, id: VFolderId) -> backend_core::Result<Option<VFolder>> {
+        self.pick().vfolder(id).await
+    }
+    async fn list_vfolders(&self) -> backend_core::Result<Vec<VFolder>> {
+        self.pick().list_vfolders().await
+    }
+    async fn accessible_vfolders(&self, email: &str) -> backend_core::Result<Vec<VFolderAccess>> {
+        self.pick().accessible_vfolders(email).await
+    }
+    async fn rename_vfolder(&self, id: VFolderId, name: &str) -> backend_core::Result<()> {
+        self.pick().rename_vfolder(id, name).await
+    }
+    async fn update_vfolder_options(
+        &self,
+        id: VFolderId,
+        permission: VFolderPermission,
+        cloneable: bool,
+    ) -> backend_core::Result<()> {
+        self.pick().update_vfolder_options(id, permission, cloneable).await
+    }
+    async fn delete_vfolder(&self, id: VFolderId) -> backend_core::Result<()> {
+        self.pick().delete_vfolder(id).await
+    }
+    async fn set_vfolder_share(
+        &self,
+        id: VFolderId,
+        email: &str,
+        permission: Option<VFolderPermission>,
+    ) -> backend_core::Result<()> {
+        self.pick().set_vfolder_share(id, email, permission).await
+    }
+    async fn vfolder_shares(&self, id: VFolderId) -> backend_core::Result<Vec<(String, VFolderPermission)>> {
+        self.pick().vfolder_shares(id).await
+    }
+    async fn insert_vfolder_invitation(&self, invitation: &VFolderInvitation) -> backend_core::Result<()> {
+        self.pick().insert_vfolder_invitation(invitation).await
+    }
+    async fn vfolder_invitation(&self, id: InvitationId) -> backend_core::Result<Option<VFolderInvitation>> {
+        self.pick().vfolder_invitation(id).await
+    }
+    async fn pending_vfolder_invitations(&self, invitee: &str) -> backend_core::Result<Vec<VFolderInvitation>> {
+        self.pick().pending_vfolder_invitations(invitee).await
+    }
+    async fn answer_vfolder_invitation(
+        &self,
+        id: InvitationId,
+        state: InvitationState,
+        now: chrono::DateTime<Utc>,
+    ) -> backend_core::Result<VFolderInvitation> {
+        self.pick().answer_vfolder_invitation(id, state, now).await
     }
 }

@@ -148,6 +148,12 @@ pub enum PolicyCommand {
         /// An allowed storage host (repeatable).
         #[arg(long = "vfolder-host")]
         allowed_vfolder_hosts: Vec<String>,
+        /// Virtual folders a user may own (0: unlimited).
+        #[arg(long, default_value_t = 0)]
+        max_vfolder_count: u32,
+        /// Bytes the folders of one quota scope may hold (default: unlimited).
+        #[arg(long, value_name = "BYTES")]
+        max_quota_scope_size: Option<u64>,
     },
     /// List keypair resource policies.
     List,
@@ -297,6 +303,8 @@ pub async fn run(store: &dyn MetadataStore, command: AdminCommand) -> anyhow::Re
                 idle_timeout,
                 max_session_lifetime,
                 allowed_vfolder_hosts,
+                max_vfolder_count,
+                max_quota_scope_size,
             } => {
                 anyhow::ensure!(store.resource_policy(&name).await?.is_none(), "resource policy {name} exists already");
                 let total_resource_slots = match slots {
@@ -312,6 +320,8 @@ pub async fn run(store: &dyn MetadataStore, command: AdminCommand) -> anyhow::Re
                     idle_timeout,
                     max_session_lifetime,
                     allowed_vfolder_hosts,
+                    max_vfolder_count,
+                    max_quota_scope_size,
                 };
                 store.put_resource_policy(&spec.into_model(now)?).await?;
                 println!("created resource policy {name}");
@@ -407,4 +417,36 @@ fn parse_slots(text: &str) -> anyhow::Result<ResourceSlots> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(ResourceSlots::from_pairs(pairs)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    }
+
+    fn quota_flags(args: &[&str]) -> (u32, Option<u64>) {
+        let parsed = Policy::try_parse_from([&["policy", "create", "p"], args].concat()).expect("valid flags");
+        match parsed.command {
+            PolicyCommand::Create { max_vfolder_count, max_quota_scope_size, .. } => {
+                (max_vfolder_count, max_quota_scope_size)
+            }
+            _ => panic!("not a create command"),
+        }
+    }
+
+    #[test]
+    fn policy_quota_flags_default_to_unlimited() {
+        assert_eq!(quota_flags(&[]), (0, None));
+        assert_eq!(
+            quota_flags(&["--max-vfolder-count", "4", "--max-quota-scope-size", "1073741824"]),
+            (4, Some(1 << 30))
+        );
+        assert!(Policy::try_parse_from(["policy", "create", "p", "--max-vfolder-count", "-1"]).is_err());
+    }
 }

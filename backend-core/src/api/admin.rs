@@ -169,6 +169,12 @@ pub struct ResourcePolicySpec {
     /// Storage hosts allowed.
     #[serde(default)]
     pub allowed_vfolder_hosts: Vec<String>,
+    /// Virtual folders a user may own (default 0: unlimited).
+    #[serde(default)]
+    pub max_vfolder_count: u32,
+    /// Bytes the folders of one quota scope may hold (default: unlimited).
+    #[serde(default)]
+    pub max_quota_scope_size: Option<u64>,
 }
 
 fn thirty() -> u32 {
@@ -186,6 +192,10 @@ impl ResourcePolicySpec {
         if i64::try_from(self.idle_timeout).is_err() || i64::try_from(self.max_session_lifetime).is_err() {
             return Err(Error::InvalidParams { msg: "idle_timeout and max_session_lifetime must fit i64".into() });
         }
+        // The stores keep sizes as signed 64-bit integers.
+        if self.max_quota_scope_size.is_some_and(|n| i64::try_from(n).is_err()) {
+            return Err(Error::InvalidParams { msg: "max_quota_scope_size must fit i64".into() });
+        }
         Ok(KeyPairResourcePolicy {
             name: self.name,
             total_resource_slots: self.total_resource_slots,
@@ -195,6 +205,8 @@ impl ResourcePolicySpec {
             idle_timeout: self.idle_timeout,
             max_session_lifetime: self.max_session_lifetime,
             allowed_vfolder_hosts: self.allowed_vfolder_hosts,
+            max_vfolder_count: self.max_vfolder_count,
+            max_quota_scope_size: self.max_quota_scope_size,
             created_at,
         })
     }
@@ -354,5 +366,19 @@ mod tests {
         assert!(UserSpec { email: "nope".into(), ..serde_json::from_str("{}").unwrap() }
             .into_model(Utc::now())
             .is_err());
+    }
+
+    #[test]
+    fn policy_quota_fields_default_to_unlimited_and_must_fit_the_stores() {
+        let p: ResourcePolicySpec = serde_json::from_value(serde_json::json!({"name": "p"})).unwrap();
+        let p = p.into_model(Utc::now()).unwrap();
+        assert_eq!((p.max_vfolder_count, p.max_quota_scope_size), (0, None));
+        let body = serde_json::json!({"name": "q", "max_vfolder_count": 5, "max_quota_scope_size": 1_073_741_824u64});
+        let q: ResourcePolicySpec = serde_json::from_value(body).unwrap();
+        let q = q.clone().into_model(Utc::now()).unwrap();
+        assert_eq!((q.max_vfolder_count, q.max_quota_scope_size), (5, Some(1 << 30)));
+        let huge: ResourcePolicySpec =
+            serde_json::from_value(serde_json::json!({"name": "h", "max_quota_scope_size": u64::MAX})).unwrap();
+        assert!(huge.into_model(Utc::now()).is_err());
     }
 }

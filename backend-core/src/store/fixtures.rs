@@ -63,6 +63,8 @@ fn default_policy(created_at: chrono::DateTime<Utc>) -> KeyPairResourcePolicy {
         idle_timeout: 0,
         max_session_lifetime: 0,
         allowed_vfolder_hosts: vec!["local".into()],
+        max_vfolder_count: 0,
+        max_quota_scope_size: None,
         created_at,
     }
 }

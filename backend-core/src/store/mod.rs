@@ -12,13 +12,66 @@ pub mod sqlite;
 
 use crate::error::Result;
 use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
+use crate::ids::{InvitationId, VFolderId};
 use crate::model::{
     AgentHeartbeat, AgentInfo, AgentStatus, Domain, Group, KernelRecord, KeyPair, KeyPairResourcePolicy, ScalingGroup,
     SessionRecord, SessionResult, User,
 };
 use crate::status::{KernelStatus, SessionStatus};
+use crate::vfolder::{InvitationState, VFolder, VFolderAccess, VFolderInvitation, VFolderPermission};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+/// The order folders list in: by owner (users by e-mail, then groups by domain and name), then by name.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn folder_order(f: &VFolder) -> (u8, &str, &str, &str) {
+    use crate::vfolder::VFolderOwner;
+    match &f.owner {
+        VFolderOwner::User { email } => (0, email, "", &f.name),
+        VFolderOwner::Group { domain, name } => (1, domain, name, &f.name),
+    }
+}
+
+/// Sorts folders by owner, then name (see [`MetadataStore::list_vfolders`]).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn sort_folders(folders: &mut [VFolder]) {
+    folders.sort_by(|a, b| folder_order(a).cmp(&folder_order(b)));
+}
+
+/// What one user may do with which folders, gathered from ownership, groups and shares; a folder reached several
+/// ways keeps the highest permission (see [`MetadataStore::accessible_vfolders`]).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[derive(Debug, Default)]
+struct AccessSet(std::collections::BTreeMap<VFolderId, (VFolderPermission, bool)>);
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl AccessSet {
+    fn grant(&mut self, id: VFolderId, permission: VFolderPermission, is_owner: bool) {
+        let entry = self.0.entry(id).or_insert((permission, is_owner));
+        entry.0 = entry.0.max(permission);
+        entry.1 |= is_owner;
+    }
+
+    fn ids(&self) -> Vec<VFolderId> {
+        self.0.keys().copied().collect()
+    }
+
+    /// The accesses to `folders` (the ones of [`AccessSet::ids`]), by name, then owner.
+    fn resolve(self, folders: Vec<VFolder>) -> Vec<VFolderAccess> {
+        let mut out: Vec<VFolderAccess> = folders
+            .into_iter()
+            .filter_map(|folder| {
+                let (permission, is_owner) = *self.0.get(&folder.id)?;
+                Some(VFolderAccess { folder, permission, is_owner })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            let (ka, kb) = (folder_order(&a.folder), folder_order(&b.folder));
+            (ka.3, ka).cmp(&(kb.3, kb))
+        });
+        out
+    }
+}
 
 /// Where one kernel goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +165,7 @@ pub trait MetadataStore: Send + Sync {
     async fn group(&self, domain: &str, name: &str) -> Result<Option<Group>>;
     /// The groups of one domain, or of all, by domain then name.
     async fn list_groups(&self, domain: Option<&str>) -> Result<Vec<Group>>;
-    /// Deletes a group. `NotFound` when unknown, `Conflict` while users belong to it.
+    /// Deletes a group. `NotFound` when unknown, `Conflict` while users belong to it or it owns virtual folders.
     async fn delete_group(&self, domain: &str, name: &str) -> Result<()>;
 
     /// Creates or replaces a user, keyed by e-mail, with its group memberships (a replaced one keeps its
@@ -123,8 +176,8 @@ pub trait MetadataStore: Send + Sync {
     async fn user(&self, email: &str) -> Result<Option<User>>;
     /// The users of one domain, or of all, by e-mail.
     async fn list_users(&self, domain: Option<&str>) -> Result<Vec<User>>;
-    /// Deletes a user and its memberships. `NotFound` when unknown, `Conflict` while keypairs name it in
-    /// `user_id`.
+    /// Deletes a user with its memberships and the shares it received. `NotFound` when unknown, `Conflict` while
+    /// keypairs name it in `user_id` or it owns virtual folders (their files would be left without a record).
     async fn delete_user(&self, email: &str) -> Result<()>;
 
     /// Creates or replaces a keypair resource policy (a replaced one keeps its `created_at`).
@@ -202,4 +255,44 @@ pub trait MetadataStore: Send + Sync {
         change: SessionChange,
         now: DateTime<Utc>,
     ) -> Result<Option<(SessionStatus, SessionStatus)>>;
+
+    /// Adds a folder. `AlreadyExists` when its owner has a folder of that name, `NotFound` when the owning user or
+    /// group is unknown.
+    async fn insert_vfolder(&self, folder: &VFolder) -> Result<()>;
+    /// A folder by id.
+    async fn vfolder(&self, id: VFolderId) -> Result<Option<VFolder>>;
+    /// Every folder, by owner then name (for admins).
+    async fn list_vfolders(&self) -> Result<Vec<VFolder>>;
+    /// The folders a user may use, each with the user's permission, by name: the user's own (`wd`), those of the
+    /// groups the user belongs to (the folder's `permission`), and those shared with the user (the shared
+    /// permission). A folder reachable several ways appears once, with the highest permission. An unknown user has none.
+    async fn accessible_vfolders(&self, email: &str) -> Result<Vec<VFolderAccess>>;
+    /// Renames a folder. `AlreadyExists` when its owner has another folder of that name, `NotFound` when unknown.
+    async fn rename_vfolder(&self, id: VFolderId, name: &str) -> Result<()>;
+    /// Changes a folder's group permission and cloneable flag. `NotFound` when unknown.
+    async fn update_vfolder_options(&self, id: VFolderId, permission: VFolderPermission, cloneable: bool)
+        -> Result<()>;
+    /// Deletes a folder's record with its shares and invitations. `NotFound` when unknown.
+    async fn delete_vfolder(&self, id: VFolderId) -> Result<()>;
+    /// Shares a folder with a user (`Some`), changing an existing share, or removes the share (`None`; removing
+    /// one that does not exist is not an error). `NotFound` when the folder or the user is unknown.
+    async fn set_vfolder_share(&self, id: VFolderId, email: &str, permission: Option<VFolderPermission>) -> Result<()>;
+    /// The users a folder is shared with and their permissions, by e-mail.
+    async fn vfolder_shares(&self, id: VFolderId) -> Result<Vec<(String, VFolderPermission)>>;
+    /// Adds an invitation. `AlreadyExists` when the invitee has a pending invitation to the folder, `NotFound` when
+    /// the folder is unknown. The invitee needs a user record only to accept.
+    async fn insert_vfolder_invitation(&self, invitation: &VFolderInvitation) -> Result<()>;
+    /// An invitation by id.
+    async fn vfolder_invitation(&self, id: InvitationId) -> Result<Option<VFolderInvitation>>;
+    /// The pending invitations sent to a user, oldest first.
+    async fn pending_vfolder_invitations(&self, invitee: &str) -> Result<Vec<VFolderInvitation>>;
+    /// Moves a pending invitation to `state`; `Accepted` also shares the folder with the invitee at the invitation's
+    /// permission, in the same transaction. `NotFound` when unknown (or when accepting for an invitee without a user
+    /// record), `Conflict` when it is no longer pending, `InvalidParams` when `state` is `Pending`.
+    async fn answer_vfolder_invitation(
+        &self,
+        id: InvitationId,
+        state: InvitationState,
+        now: DateTime<Utc>,
+    ) -> Result<VFolderInvitation>;
 }

@@ -18,17 +18,19 @@
 
 mod admin;
 mod schema;
+mod vfolder;
 
 use self::schema::{agents, kernels, keypairs, sessions};
 use super::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
 use crate::error::{Error, Result};
-use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
+use crate::ids::{AccessKey, AgentId, InvitationId, KernelId, SessionId, VFolderId};
 use crate::model::{
     AgentHeartbeat, AgentInfo, AgentStatus, Domain, Group, KernelRecord, KeyPair, KeyPairResourcePolicy, ScalingGroup,
     SessionRecord, SessionResult, User,
 };
 use crate::slots::ResourceSlots;
 use crate::status::{KernelStatus, SessionStatus};
+use crate::vfolder::{InvitationState, VFolder, VFolderAccess, VFolderInvitation, VFolderPermission};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::connection::SimpleConnection;
@@ -426,6 +428,7 @@ struct SessionRow {
     dependencies: Value,
     designated_agents: Value,
     architecture: Option<String>,
+    vfolder_mounts: Value,
 }
 
 impl SessionRow {
@@ -455,6 +458,7 @@ impl SessionRow {
             dependencies: to_json(&s.dependencies)?,
             designated_agents: to_json(&s.designated_agents)?,
             architecture: s.architecture.clone(),
+            vfolder_mounts: to_json(&s.vfolder_mounts)?,
         })
     }
 
@@ -474,6 +478,7 @@ impl SessionRow {
             dependencies: from_json("dependencies", self.dependencies)?,
             designated_agents: from_json("designated agents", self.designated_agents)?,
             architecture: self.architecture,
+            vfolder_mounts: from_json("vfolder mounts", self.vfolder_mounts)?,
             name: self.name,
             access_key: AccessKey(self.access_key),
             domain: self.domain_name,
@@ -1266,6 +1271,67 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Option<(SessionStatus, SessionStatus)>> {
         let now = ts(now);
         transaction!(self, Mode::Write, |conn| update_session_in(conn, id, change.clone(), now))
+    }
+    async fn insert_vfolder(&self, folder: &VFolder) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| vfolder::insert(conn, folder))
+    }
+
+    async fn vfolder(&self, id: VFolderId) -> Result<Option<VFolder>> {
+        transaction!(self, Mode::Read, |conn| vfolder::get(conn, id))
+    }
+
+    async fn list_vfolders(&self) -> Result<Vec<VFolder>> {
+        transaction!(self, Mode::Read, |conn| vfolder::list(conn))
+    }
+
+    async fn accessible_vfolders(&self, email: &str) -> Result<Vec<VFolderAccess>> {
+        transaction!(self, Mode::Read, |conn| vfolder::accessible(conn, email))
+    }
+
+    async fn rename_vfolder(&self, id: VFolderId, name: &str) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| vfolder::rename(conn, id, name))
+    }
+
+    async fn update_vfolder_options(
+        &self,
+        id: VFolderId,
+        permission: VFolderPermission,
+        cloneable: bool,
+    ) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| vfolder::update_options(conn, id, permission, cloneable))
+    }
+
+    async fn delete_vfolder(&self, id: VFolderId) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| vfolder::delete(conn, id))
+    }
+
+    async fn set_vfolder_share(&self, id: VFolderId, email: &str, permission: Option<VFolderPermission>) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| vfolder::set_share(conn, id, email, permission))
+    }
+
+    async fn vfolder_shares(&self, id: VFolderId) -> Result<Vec<(String, VFolderPermission)>> {
+        transaction!(self, Mode::Read, |conn| vfolder::shares(conn, id))
+    }
+
+    async fn insert_vfolder_invitation(&self, invitation: &VFolderInvitation) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| vfolder::insert_invitation(conn, invitation))
+    }
+
+    async fn vfolder_invitation(&self, id: InvitationId) -> Result<Option<VFolderInvitation>> {
+        transaction!(self, Mode::Read, |conn| vfolder::invitation(conn, id))
+    }
+
+    async fn pending_vfolder_invitations(&self, invitee: &str) -> Result<Vec<VFolderInvitation>> {
+        transaction!(self, Mode::Read, |conn| vfolder::pending_invitations(conn, invitee))
+    }
+
+    async fn answer_vfolder_invitation(
+        &self,
+        id: InvitationId,
+        state: InvitationState,
+        now: DateTime<Utc>,
+    ) -> Result<VFolderInvitation> {
+        transaction!(self, Mode::Write, |conn| vfolder::answer_invitation(conn, id, state, now))
     }
 }
 

@@ -10,17 +10,19 @@
 
 mod admin;
 mod schema;
+mod vfolder;
 
 use self::schema::{agents, kernels, keypairs, sessions};
 use super::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
 use crate::error::{Error, Result};
-use crate::ids::{AccessKey, AgentId, KernelId, SessionId};
+use crate::ids::{AccessKey, AgentId, InvitationId, KernelId, SessionId, VFolderId};
 use crate::model::{
     AgentHeartbeat, AgentInfo, AgentStatus, Domain, Group, KernelRecord, KeyPair, KeyPairResourcePolicy, ScalingGroup,
     SessionRecord, SessionResult, User,
 };
 use crate::slots::ResourceSlots;
 use crate::status::{KernelStatus, SessionStatus};
+use crate::vfolder::{InvitationState, VFolder, VFolderAccess, VFolderInvitation, VFolderPermission};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -333,6 +335,7 @@ struct SessionRow {
     dependencies: String,
     designated_agents: String,
     architecture: Option<String>,
+    vfolder_mounts: String,
 }
 
 impl SessionRow {
@@ -362,6 +365,7 @@ impl SessionRow {
             dependencies: to_json(&s.dependencies)?,
             designated_agents: to_json(&s.designated_agents)?,
             architecture: s.architecture.clone(),
+            vfolder_mounts: to_json(&s.vfolder_mounts)?,
         })
     }
 
@@ -381,6 +385,7 @@ impl SessionRow {
             dependencies: from_json("dependencies", &self.dependencies)?,
             designated_agents: from_json("designated agents", &self.designated_agents)?,
             architecture: self.architecture,
+            vfolder_mounts: from_json("vfolder mounts", &self.vfolder_mounts)?,
             name: self.name,
             access_key: AccessKey(self.access_key),
             domain: self.domain_name,
@@ -1114,6 +1119,74 @@ impl MetadataStore for SqliteStore {
         let now = now.trunc_subsecs(6);
         self.write(move |conn| update_session_in(conn, id, change, now)).await
     }
+    async fn insert_vfolder(&self, folder: &VFolder) -> Result<()> {
+        let folder = folder.clone();
+        self.write(move |conn| vfolder::insert(conn, &folder)).await
+    }
+
+    async fn vfolder(&self, id: VFolderId) -> Result<Option<VFolder>> {
+        self.read(move |conn| vfolder::get(conn, id)).await
+    }
+
+    async fn list_vfolders(&self) -> Result<Vec<VFolder>> {
+        self.read(vfolder::list).await
+    }
+
+    async fn accessible_vfolders(&self, email: &str) -> Result<Vec<VFolderAccess>> {
+        let email = email.to_owned();
+        self.read(move |conn| vfolder::accessible(conn, &email)).await
+    }
+
+    async fn rename_vfolder(&self, id: VFolderId, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |conn| vfolder::rename(conn, id, &name)).await
+    }
+
+    async fn update_vfolder_options(
+        &self,
+        id: VFolderId,
+        permission: VFolderPermission,
+        cloneable: bool,
+    ) -> Result<()> {
+        self.write(move |conn| vfolder::update_options(conn, id, permission, cloneable)).await
+    }
+
+    async fn delete_vfolder(&self, id: VFolderId) -> Result<()> {
+        self.write(move |conn| vfolder::delete(conn, id)).await
+    }
+
+    async fn set_vfolder_share(&self, id: VFolderId, email: &str, permission: Option<VFolderPermission>) -> Result<()> {
+        let email = email.to_owned();
+        self.write(move |conn| vfolder::set_share(conn, id, &email, permission)).await
+    }
+
+    async fn vfolder_shares(&self, id: VFolderId) -> Result<Vec<(String, VFolderPermission)>> {
+        self.read(move |conn| vfolder::shares(conn, id)).await
+    }
+
+    async fn insert_vfolder_invitation(&self, invitation: &VFolderInvitation) -> Result<()> {
+        let invitation = invitation.clone();
+        self.write(move |conn| vfolder::insert_invitation(conn, &invitation)).await
+    }
+
+    async fn vfolder_invitation(&self, id: InvitationId) -> Result<Option<VFolderInvitation>> {
+        self.read(move |conn| vfolder::invitation(conn, id)).await
+    }
+
+    async fn pending_vfolder_invitations(&self, invitee: &str) -> Result<Vec<VFolderInvitation>> {
+        let invitee = invitee.to_owned();
+        self.read(move |conn| vfolder::pending_invitations(conn, &invitee)).await
+    }
+
+    async fn answer_vfolder_invitation(
+        &self,
+        id: InvitationId,
+        state: InvitationState,
+        now: DateTime<Utc>,
+    ) -> Result<VFolderInvitation> {
+        let now = now.trunc_subsecs(6);
+        self.write(move |conn| vfolder::answer_invitation(conn, id, state, now)).await
+    }
 }
 
 #[cfg(test)]
@@ -1136,6 +1209,15 @@ mod tests {
         assert_eq!(without(&occupied, &held), ResourceSlots::new());
         let part = ResourceSlots::from_pairs([("cpu", "1")]).unwrap();
         assert_eq!(without(&occupied, &part), ResourceSlots::from_pairs([("cpu", "1"), ("mem", "1g")]).unwrap());
+    }
+
+    #[test]
+    fn migrations_revert_and_apply_again() {
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        conn.batch_execute("PRAGMA foreign_keys = ON;").unwrap();
+        let applied = conn.run_pending_migrations(MIGRATIONS).unwrap().len();
+        assert_eq!(conn.revert_all_migrations(MIGRATIONS).unwrap().len(), applied, "every down migration runs");
+        assert_eq!(conn.run_pending_migrations(MIGRATIONS).unwrap().len(), applied, "and every up one again");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 
 use super::schema::{
     agents, association_groups_users, domains, groups, keypair_resource_policies, keypairs, scaling_groups, users,
+    vfolders,
 };
 use super::{from_json, parse, taken, to_json, to_u32, ts, Tx};
 use crate::error::Error;
@@ -181,6 +182,10 @@ pub(super) async fn delete_group(conn: &mut AsyncPgConnection, domain: &str, nam
     if members > 0 {
         return Err(conflict(format!("group {name} in domain {domain} still has {members} member(s)")));
     }
+    let folders: i64 = vfolders::table.filter(vfolders::group_id.eq(row.id)).count().get_result(conn).await?;
+    if folders > 0 {
+        return Err(conflict(format!("group {name} in domain {domain} still owns {folders} virtual folder(s)")));
+    }
     diesel::delete(groups::table.find(row.id)).execute(conn).await?;
     Ok(())
 }
@@ -312,6 +317,10 @@ pub(super) async fn delete_user(conn: &mut AsyncPgConnection, email: &str) -> Tx
     if keys > 0 {
         return Err(conflict(format!("user {email} still has {keys} keypair(s)")));
     }
+    let folders: i64 = vfolders::table.filter(vfolders::user_id.eq(row.uuid)).count().get_result(conn).await?;
+    if folders > 0 {
+        return Err(conflict(format!("user {email} still owns {folders} virtual folder(s)")));
+    }
     diesel::delete(association_groups_users::table.filter(association_groups_users::user_id.eq(row.uuid)))
         .execute(conn)
         .await?;
@@ -332,6 +341,8 @@ pub(super) struct PolicyRow {
     idle_timeout: i64,
     max_pending_session_count: Option<i64>,
     allowed_vfolder_hosts: Value,
+    max_vfolder_count: i64,
+    max_quota_scope_size: Option<i64>,
     created_at: DateTime<Utc>,
 }
 
@@ -346,6 +357,8 @@ impl PolicyRow {
             idle_timeout: to_i64("idle_timeout", p.idle_timeout)?,
             max_pending_session_count: p.max_pending_session_count.map(i64::from),
             allowed_vfolder_hosts: to_json(&p.allowed_vfolder_hosts)?,
+            max_vfolder_count: i64::from(p.max_vfolder_count),
+            max_quota_scope_size: p.max_quota_scope_size.map(|n| to_i64("max_quota_scope_size", n)).transpose()?,
             created_at: ts(p.created_at),
         })
     }
@@ -362,6 +375,8 @@ impl PolicyRow {
                 .map(|n| to_u32("max pending session count", n))
                 .transpose()?,
             allowed_vfolder_hosts: from_json("allowed vfolder hosts", self.allowed_vfolder_hosts)?,
+            max_vfolder_count: to_u32("max vfolder count", self.max_vfolder_count)?,
+            max_quota_scope_size: self.max_quota_scope_size.map(|n| to_u64("max quota scope size", n)).transpose()?,
             created_at: self.created_at,
             name: self.name,
         })
@@ -383,6 +398,8 @@ pub(super) async fn put_resource_policy(conn: &mut AsyncPgConnection, p: &KeyPai
             t::idle_timeout.eq(excluded(t::idle_timeout)),
             t::max_pending_session_count.eq(excluded(t::max_pending_session_count)),
             t::allowed_vfolder_hosts.eq(excluded(t::allowed_vfolder_hosts)),
+            t::max_vfolder_count.eq(excluded(t::max_vfolder_count)),
+            t::max_quota_scope_size.eq(excluded(t::max_quota_scope_size)),
         ))
         .execute(conn)
         .await?;

@@ -1,8 +1,10 @@
 //! Diesel's view of the tables of `migrations/postgres` that the store reads and writes.
 //!
+//! The columns `user` and `group` of the folder tables are `user_id` and `group_id` here, away from SQL keywords.
+//!
 //! `seq` is an insertion counter, declared so that rows created in the same microsecond still list in insertion
-//! order. Columns and tables the store does not use yet (a domain's slots, a user's password, vfolders, usage
-//! records, ...) are left out and keep their defaults.
+//! order. Columns and tables the store does not use yet (a domain's slots, a user's password, usage records,
+//! ...) are left out and keep their defaults.
 
 diesel::table! {
     keypairs (access_key) {
@@ -63,6 +65,7 @@ diesel::table! {
         dependencies -> Jsonb,
         designated_agents -> Jsonb,
         architecture -> Nullable<Text>,
+        vfolder_mounts -> Jsonb,
     }
 }
 
@@ -138,6 +141,8 @@ diesel::table! {
         idle_timeout -> BigInt,
         max_pending_session_count -> Nullable<BigInt>,
         allowed_vfolder_hosts -> Jsonb,
+        max_vfolder_count -> BigInt,
+        max_quota_scope_size -> Nullable<BigInt>,
         created_at -> Timestamptz,
     }
 }
@@ -152,8 +157,55 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    vfolders (id) {
+        id -> Uuid,
+        host -> Text,
+        name -> Text,
+        quota_scope_id -> Text,
+        usage_mode -> Text,
+        permission -> Text,
+        ownership_type -> Text,
+        #[sql_name = "user"]
+        user_id -> Nullable<Uuid>,
+        #[sql_name = "group"]
+        group_id -> Nullable<Uuid>,
+        creator -> Text,
+        max_size -> Nullable<BigInt>,
+        cloneable -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    vfolder_permissions (vfolder, user_id) {
+        vfolder -> Uuid,
+        #[sql_name = "user"]
+        user_id -> Uuid,
+        permission -> Text,
+    }
+}
+
+diesel::table! {
+    vfolder_invitations (id) {
+        seq -> BigInt,
+        id -> Uuid,
+        permission -> Text,
+        inviter -> Text,
+        invitee -> Text,
+        state -> Text,
+        vfolder -> Uuid,
+        created_at -> Timestamptz,
+        modified_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(kernels -> sessions (session_id));
 diesel::joinable!(association_groups_users -> groups (group_id));
 diesel::joinable!(association_groups_users -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(kernels, sessions);
-diesel::allow_tables_to_appear_in_same_query!(association_groups_users, groups, users);
+diesel::joinable!(vfolders -> users (user_id));
+diesel::joinable!(vfolders -> groups (group_id));
+diesel::joinable!(vfolder_permissions -> vfolders (vfolder));
+diesel::joinable!(vfolder_permissions -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(association_groups_users, groups, users, vfolders, vfolder_permissions);

@@ -4,6 +4,7 @@
 
 use super::schema::{
     agents, association_groups_users, domains, groups, keypair_resource_policies, keypairs, scaling_groups, users,
+    vfolders,
 };
 use super::{from_json, parse, parse_ts, taken, to_json, to_u32, ts, Tx};
 use crate::error::Error;
@@ -173,6 +174,10 @@ pub(super) fn delete_group(conn: &mut SqliteConnection, domain: &str, name: &str
     if members > 0 {
         return Err(conflict(format!("group {name} in domain {domain} still has {members} member(s)")));
     }
+    let folders: i64 = vfolders::table.filter(vfolders::group_id.eq(&row.id)).count().get_result(conn)?;
+    if folders > 0 {
+        return Err(conflict(format!("group {name} in domain {domain} still owns {folders} virtual folder(s)")));
+    }
     diesel::delete(groups::table.find(&row.id)).execute(conn)?;
     Ok(())
 }
@@ -304,6 +309,10 @@ pub(super) fn delete_user(conn: &mut SqliteConnection, email: &str) -> Tx<()> {
     if keys > 0 {
         return Err(conflict(format!("user {email} still has {keys} keypair(s)")));
     }
+    let folders: i64 = vfolders::table.filter(vfolders::user_id.eq(&row.uuid)).count().get_result(conn)?;
+    if folders > 0 {
+        return Err(conflict(format!("user {email} still owns {folders} virtual folder(s)")));
+    }
     diesel::delete(association_groups_users::table.filter(association_groups_users::user_id.eq(&row.uuid)))
         .execute(conn)?;
     diesel::delete(users::table.find(&row.uuid)).execute(conn)?;
@@ -323,6 +332,8 @@ pub(super) struct PolicyRow {
     idle_timeout: i64,
     max_pending_session_count: Option<i64>,
     allowed_vfolder_hosts: String,
+    max_vfolder_count: i64,
+    max_quota_scope_size: Option<i64>,
     created_at: String,
 }
 
@@ -337,6 +348,8 @@ impl PolicyRow {
             idle_timeout: to_i64("idle_timeout", p.idle_timeout)?,
             max_pending_session_count: p.max_pending_session_count.map(i64::from),
             allowed_vfolder_hosts: to_json(&p.allowed_vfolder_hosts)?,
+            max_vfolder_count: i64::from(p.max_vfolder_count),
+            max_quota_scope_size: p.max_quota_scope_size.map(|n| to_i64("max_quota_scope_size", n)).transpose()?,
             created_at: ts(p.created_at),
         })
     }
@@ -353,6 +366,8 @@ impl PolicyRow {
                 .map(|n| to_u32("max pending session count", n))
                 .transpose()?,
             allowed_vfolder_hosts: from_json("allowed vfolder hosts", &self.allowed_vfolder_hosts)?,
+            max_vfolder_count: to_u32("max vfolder count", self.max_vfolder_count)?,
+            max_quota_scope_size: self.max_quota_scope_size.map(|n| to_u64("max quota scope size", n)).transpose()?,
             created_at: parse_ts(&self.created_at)?,
             name: self.name,
         })
@@ -371,6 +386,8 @@ pub(super) fn put_resource_policy(conn: &mut SqliteConnection, p: &KeyPairResour
             t::idle_timeout.eq(row.idle_timeout),
             t::max_pending_session_count.eq(row.max_pending_session_count),
             t::allowed_vfolder_hosts.eq(&row.allowed_vfolder_hosts),
+            t::max_vfolder_count.eq(row.max_vfolder_count),
+            t::max_quota_scope_size.eq(row.max_quota_scope_size),
         ))
         .execute(conn)?;
     if n == 0 {

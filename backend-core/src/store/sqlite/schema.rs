@@ -1,5 +1,7 @@
 //! Diesel's view of the tables of `migrations/sqlite` that the store reads and writes.
 //!
+//! The columns `user` and `group` of the folder tables are `user_id` and `group_id` here, away from SQL keywords.
+//!
 //! `rowid` is SQLite's implicit row number, declared so that rows created in the same microsecond still list in
 //! insertion order. Columns the store does not use yet (a domain's slots and registries, a user's password, a
 //! scaling group's driver) are left out and keep their defaults.
@@ -63,6 +65,7 @@ diesel::table! {
         dependencies -> Text,
         designated_agents -> Text,
         architecture -> Nullable<Text>,
+        vfolder_mounts -> Text,
     }
 }
 
@@ -138,6 +141,8 @@ diesel::table! {
         idle_timeout -> BigInt,
         max_pending_session_count -> Nullable<BigInt>,
         allowed_vfolder_hosts -> Text,
+        max_vfolder_count -> BigInt,
+        max_quota_scope_size -> Nullable<BigInt>,
         created_at -> Text,
     }
 }
@@ -152,8 +157,55 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    vfolders (id) {
+        id -> Text,
+        host -> Text,
+        name -> Text,
+        quota_scope_id -> Text,
+        usage_mode -> Text,
+        permission -> Text,
+        ownership_type -> Text,
+        #[sql_name = "user"]
+        user_id -> Nullable<Text>,
+        #[sql_name = "group"]
+        group_id -> Nullable<Text>,
+        creator -> Text,
+        max_size -> Nullable<BigInt>,
+        cloneable -> Bool,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    vfolder_permissions (vfolder, user_id) {
+        vfolder -> Text,
+        #[sql_name = "user"]
+        user_id -> Text,
+        permission -> Text,
+    }
+}
+
+diesel::table! {
+    vfolder_invitations (id) {
+        rowid -> BigInt,
+        id -> Text,
+        permission -> Text,
+        inviter -> Text,
+        invitee -> Text,
+        state -> Text,
+        vfolder -> Text,
+        created_at -> Text,
+        modified_at -> Text,
+    }
+}
+
 diesel::joinable!(kernels -> sessions (session_id));
 diesel::joinable!(association_groups_users -> groups (group_id));
 diesel::joinable!(association_groups_users -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(kernels, sessions);
-diesel::allow_tables_to_appear_in_same_query!(association_groups_users, groups, users);
+diesel::joinable!(vfolders -> users (user_id));
+diesel::joinable!(vfolders -> groups (group_id));
+diesel::joinable!(vfolder_permissions -> vfolders (vfolder));
+diesel::joinable!(vfolder_permissions -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(association_groups_users, groups, users, vfolders, vfolder_permissions);

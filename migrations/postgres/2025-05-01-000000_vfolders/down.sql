@@ -1,0 +1,10 @@
+ALTER TABLE sessions DROP COLUMN vfolder_mounts;
+ALTER TABLE keypair_resource_policies DROP CONSTRAINT ck_keypair_resource_policies_max_vfolder_count;
+ALTER TABLE keypair_resource_policies DROP COLUMN max_quota_scope_size;
+ALTER TABLE vfolders ALTER COLUMN creator DROP NOT NULL;
+ALTER TABLE vfolders DROP CONSTRAINT vfolders_group_fkey;
+ALTER TABLE vfolders ADD CONSTRAINT vfolders_group_fkey FOREIGN KEY ("group") REFERENCES groups (id) ON DELETE CASCADE;
+ALTER TABLE vfolders DROP CONSTRAINT vfolders_user_fkey;
+ALTER TABLE vfolders ADD CONSTRAINT vfolders_user_fkey FOREIGN KEY ("user") REFERENCES users (uuid) ON DELETE CASCADE;
+DROP INDEX ux_vfolder_invitations_pending;
+ALTER TABLE vfolder_invitations DROP COLUMN seq;
