@@ -1,6 +1,7 @@
 //! Wire types of the public REST API (Backend.AI v7.20230615), shared by the manager and the client.
 
 pub mod admin;
+pub mod vfolder;
 
 use crate::model::{KernelRecord, SessionRecord, SessionType};
 use crate::slots::ResourceSlots;

@@ -31,6 +31,18 @@ pub enum Error {
         /// The name or id asked for.
         name: String,
     },
+    /// No virtual folder of that name (or id) visible to the caller.
+    #[error("virtual folder not found: {name}")]
+    VFolderNotFound {
+        /// The name or id asked for.
+        name: String,
+    },
+    /// The caller already has a virtual folder of that name.
+    #[error("virtual folder already exists: {name}")]
+    VFolderAlreadyExists {
+        /// The name.
+        name: String,
+    },
     /// No object of that kind and name.
     #[error("{what} not found")]
     NotFound {
@@ -149,6 +161,8 @@ impl Error {
             Error::Forbidden { .. } => ErrorKind::Forbidden,
             Error::SessionNotFound { .. } => ErrorKind::SessionNotFound,
             Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::VFolderNotFound { .. } => ErrorKind::VFolderNotFound,
+            Error::VFolderAlreadyExists { .. } => ErrorKind::VFolderAlreadyExists,
             Error::KernelNotFound { .. } => ErrorKind::KernelNotFound,
             Error::AgentNotFound { .. } => ErrorKind::AgentNotFound,
             Error::ImageNotFound { .. } => ErrorKind::ImageNotFound,
@@ -197,6 +211,8 @@ impl Error {
             | Error::Unavailable { msg }
             | Error::Internal { msg } => msg.clone(),
             Error::SessionNotFound { name } => format!("no session {name:?}"),
+            Error::VFolderNotFound { name } => format!("no virtual folder {name:?}"),
+            Error::VFolderAlreadyExists { name } => format!("a virtual folder named {name:?} exists already"),
             Error::ImageNotFound { image } => format!("no agent serves the image {image:?}"),
             Error::Io { context, source } => format!("{context}: {source}"),
             other => other.to_string(),
@@ -279,10 +295,14 @@ error_kinds! {
     AgentNotFound => 404, "instance-not-found", "No such agent.";
     /// 404: no such image.
     ImageNotFound => 404, "image-not-found", "Unknown image.";
+    /// 404: no such virtual folder.
+    VFolderNotFound => 404, "vfolder-not-found", "Virtual folder not found.";
     /// 405: method not allowed on the path.
     MethodNotAllowed => 405, "method-not-allowed", "Method not allowed.";
     /// 409: the object exists already.
     AlreadyExists => 409, "session-already-exists", "The session already exists.";
+    /// 409: a virtual folder of that name exists.
+    VFolderAlreadyExists => 409, "vfolder-already-exists", "Virtual folder already exists.";
     /// 409: the object's state does not allow the operation.
     Conflict => 409, "invalid-session-state", "The operation does not fit the current state.";
     /// 412: a quota or limit would be exceeded.

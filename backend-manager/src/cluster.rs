@@ -3,15 +3,17 @@
 //! Settings are layered ([`backend_core::settings`]): built-in [`DEFAULTS`] < `manager.toml` < `BACKENDAI_*`
 //! environment variables < `--set section.key=value`. What the local settings leave out — the database URL, the
 //! Redis URL, the agent token — is read from etcd under the cluster's namespace ([`backend_core::settings::keys`]),
-//! where `backend-manager config load` put it, so every manager and agent shares one copy.
+//! where `backend-manager config load` put it, so every manager and agent shares one copy. The vfolder volumes are
+//! the config store's `volumes/<name>/path` keys.
 
-use crate::{Manager, ManagerConfig};
+use crate::{Manager, ManagerConfig, TransferConfig};
 use anyhow::Context;
 use backend_core::config::etcd::EtcdConfigStore;
 use backend_core::config::ConfigStore;
 use backend_core::events::redis::RedisEventBus;
 use backend_core::live::redis::RedisLiveState;
 use backend_core::settings::{keys, local_or_shared, EtcdSettings, Layers, RedisSettings};
+use backend_core::storage::LocalStorage;
 use backend_core::store::postgres::PostgresStore;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -69,6 +71,12 @@ pub struct ManagerSection {
     pub schedule_interval_secs: f64,
     /// Largest request body accepted.
     pub max_body_bytes: u64,
+    /// The HMAC secret of vfolder transfer tokens; default: etcd's `config/transfer-secret`, else one derived from
+    /// the agent token (so every manager and storage proxy of the cluster agrees without configuration).
+    pub transfer_secret: Option<String>,
+    /// The public base URL of a separate transfer service (`backend-manager storage-proxy`), e.g.
+    /// `https://storage.example.com/transfer`; default: this manager serves transfers itself.
+    pub transfer_url: Option<String>,
 }
 
 /// The `[db]` section.
@@ -120,6 +128,61 @@ impl ManagerSettings {
     }
 }
 
+/// The shared key of the transfer token secret.
+pub const TRANSFER_SECRET_KEY: &str = "config/transfer-secret";
+
+/// The storage volumes of the cluster: every `volumes/<name>/path` of the config store (the mount point, the same
+/// on every machine).
+pub async fn volumes(shared: &dyn ConfigStore) -> anyhow::Result<LocalStorage> {
+    let found: Vec<(String, PathBuf)> = shared
+        .get_prefix("volumes/")
+        .await?
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let name = key.strip_prefix("volumes/")?.strip_suffix("/path")?;
+            (!name.contains('/')).then(|| (name.to_owned(), PathBuf::from(value)))
+        })
+        .collect();
+    Ok(crate::owned_by_kernels(LocalStorage::new(found).context("opening the storage volumes")?))
+}
+
+impl ManagerSettings {
+    /// The transfer settings: the secret from these settings, else from the config store, else derived from the
+    /// agent token.
+    pub async fn transfer_config(&self, shared: &dyn ConfigStore) -> anyhow::Result<TransferConfig> {
+        let secret = match (&self.manager.transfer_secret, shared.get(TRANSFER_SECRET_KEY).await?) {
+            (Some(local), _) => local.clone(),
+            (None, Some(shared_secret)) => shared_secret,
+            (None, None) => {
+                let token = local_or_shared(None, shared, keys::AGENT_TOKEN, "agent token").await?;
+                format!("transfer-secret-of:{token}")
+            }
+        };
+        Ok(TransferConfig {
+            secret: secret.into_bytes(),
+            public_url: self.manager.transfer_url.clone(),
+            https: self.manager.tls_cert.is_some(),
+        })
+    }
+}
+
+/// Serves only the transfer endpoints (`backend-manager storage-proxy`) until `shutdown` resolves: the volumes and
+/// the secret come from the same settings and config store as `serve`; no database is touched.
+pub async fn serve_storage_proxy(
+    settings: &ManagerSettings,
+    bind: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shared = settings.connect_etcd().await?;
+    let transfers = Arc::new(crate::api::transfer::Transfers {
+        storage: Arc::new(volumes(&shared).await?),
+        secret: settings.transfer_config(&shared).await?.secret,
+    });
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
+    crate::api::transfer::serve(transfers, listener, shutdown).await;
+    Ok(())
+}
+
 /// Connects to the three services and composes a manager. Fails when the schema has pending migrations.
 pub async fn connect(settings: &ManagerSettings) -> anyhow::Result<Arc<Manager>> {
     let shared = settings.connect_etcd().await?;
@@ -136,13 +199,17 @@ pub async fn connect(settings: &ManagerSettings) -> anyhow::Result<Arc<Manager>>
     let bus = RedisEventBus::connect(&redis, namespace).await.context("connecting to Redis (events)")?;
     let live = RedisLiveState::connect(&redis, namespace).await.context("connecting to Redis (live state)")?;
     let token = local_or_shared(None, &shared, keys::AGENT_TOKEN, "agent token").await?;
-    Ok(Manager::new(
-        settings.manager_config()?,
+    let mut config = settings.manager_config()?;
+    config.transfer = settings.transfer_config(&shared).await?;
+    let storage = volumes(&shared).await?;
+    Ok(Manager::with_storage(
+        config,
         Arc::new(store),
         Arc::new(bus),
         Arc::new(live),
         Arc::new(shared),
         &token,
+        Arc::new(storage),
     ))
 }
 
@@ -183,5 +250,27 @@ mod tests {
         assert_eq!(settings.db.pool_size, 16);
         assert!(settings.db.url.is_none(), "the sample leaves the database URL to etcd");
         assert_eq!(settings.manager_config().unwrap().heartbeat_timeout, Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn volumes_and_transfer_secret_come_from_the_config_store() {
+        use backend_core::config::LocalConfigStore;
+        use backend_core::storage::StorageBackend;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = LocalConfigStore::new();
+        shared.put("volumes/local/path", &dir.path().join("v").display().to_string()).await.unwrap();
+        shared.put("volumes/local/backend", "vfs").await.unwrap();
+        shared.put(keys::AGENT_TOKEN, "tok").await.unwrap();
+        assert_eq!(volumes(&shared).await.unwrap().hosts(), ["local"]);
+        assert!(dir.path().join("v").is_dir(), "the volume's directory is created");
+
+        let layers = Layers { defaults: DEFAULTS, env_prefix: "BACKENDAI", ..Default::default() };
+        let mut settings: ManagerSettings = layers.load().unwrap();
+        let derived = settings.transfer_config(&shared).await.unwrap();
+        assert_eq!(derived.secret, settings.transfer_config(&shared).await.unwrap().secret, "managers agree");
+        shared.put(TRANSFER_SECRET_KEY, "shared-secret").await.unwrap();
+        assert_eq!(settings.transfer_config(&shared).await.unwrap().secret, b"shared-secret");
+        settings.manager.transfer_secret = Some("local-secret".into());
+        assert_eq!(settings.transfer_config(&shared).await.unwrap().secret, b"local-secret");
     }
 }

@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod session;
 pub mod standalone;
 pub mod tls;
+pub mod vfolder;
 
 use backend_agent::rpc::AgentClient;
 use backend_core::config::ConfigStore;
@@ -28,6 +29,7 @@ use backend_core::error::Result;
 use backend_core::events::EventBus;
 use backend_core::live::LiveState;
 use backend_core::scheduler::{AgentSelector, Dispersed, Fifo, Sequencer};
+use backend_core::storage::{LocalStorage, StorageBackend};
 use backend_core::store::MetadataStore;
 use backend_core::ResourceSlots;
 use std::future::Future;
@@ -51,6 +53,35 @@ pub struct ManagerConfig {
     pub schedule_interval: Duration,
     /// An agent not heard from for this long is LOST.
     pub heartbeat_timeout: Duration,
+    /// The transfer endpoints (vfolder uploads and downloads).
+    pub transfer: TransferConfig,
+}
+
+/// Settings of the token-authorised transfer endpoints ([`api::transfer`]).
+#[derive(Clone)]
+pub struct TransferConfig {
+    /// The HMAC secret of transfer tokens, shared with a separate storage proxy when there is one.
+    pub secret: Vec<u8>,
+    /// The public base URL of the transfer endpoints when they are served apart (`backend-manager storage-proxy`);
+    /// `None`: this manager serves them under [`api::transfer::PREFIX`] of the address the client used.
+    pub public_url: Option<String>,
+    /// True when this manager terminates TLS itself, so URLs to its own transfer endpoints are `https` (a proxy in
+    /// front says so with `X-Forwarded-Proto` instead).
+    pub https: bool,
+}
+
+impl Default for TransferConfig {
+    /// A random secret (tokens die with the process) and no separate transfer service.
+    fn default() -> Self {
+        Self { secret: uuid::Uuid::new_v4().as_bytes().repeat(2), public_url: None, https: false }
+    }
+}
+
+impl std::fmt::Debug for TransferConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret stays out of logs.
+        f.debug_struct("TransferConfig").field("secret", &"<redacted>").field("public_url", &self.public_url).finish()
+    }
 }
 
 impl Default for ManagerConfig {
@@ -62,6 +93,7 @@ impl Default for ManagerConfig {
             max_cluster_size: 16,
             schedule_interval: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(30),
+            transfer: TransferConfig::default(),
         }
     }
 }
@@ -84,6 +116,8 @@ pub struct Manager {
     pub sequencer: Box<dyn Sequencer>,
     /// Chooses agents.
     pub selector: Box<dyn AgentSelector>,
+    /// The volumes of virtual folders.
+    pub storage: Arc<dyn StorageBackend>,
     /// Wakes the scheduler loop.
     pub wake_scheduler: Notify,
     /// When this manager started.
@@ -91,7 +125,7 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// A manager with the FIFO sequencer and the dispersed selector.
+    /// A manager with the FIFO sequencer and the dispersed selector, and no vfolder volumes.
     pub fn new(
         config: ManagerConfig,
         store: Arc<dyn MetadataStore>,
@@ -99,6 +133,20 @@ impl Manager {
         live: Arc<dyn LiveState>,
         shared_config: Arc<dyn ConfigStore>,
         agent_token: &str,
+    ) -> Arc<Self> {
+        let no_volumes = Arc::new(LocalStorage::new([]).expect("no volume to create"));
+        Self::with_storage(config, store, bus, live, shared_config, agent_token, no_volumes)
+    }
+
+    /// A manager with the FIFO sequencer and the dispersed selector, keeping vfolders in `storage`.
+    pub fn with_storage(
+        config: ManagerConfig,
+        store: Arc<dyn MetadataStore>,
+        bus: Arc<dyn EventBus>,
+        live: Arc<dyn LiveState>,
+        shared_config: Arc<dyn ConfigStore>,
+        agent_token: &str,
+        storage: Arc<dyn StorageBackend>,
     ) -> Arc<Self> {
         Arc::new(Self {
             config,
@@ -109,6 +157,7 @@ impl Manager {
             agents: AgentClient::new(agent_token),
             sequencer: Box::new(Fifo),
             selector: Box::new(Dispersed),
+            storage,
             wake_scheduler: Notify::new(),
             started_at: chrono::Utc::now(),
         })
@@ -153,4 +202,16 @@ pub async fn run(
     let _background = start_background(&manager).await?;
     serve(manager, listener, shutdown).await;
     Ok(())
+}
+
+/// Gives the files the storage creates to the user kernels run as ([`backend_core::runtime::KERNEL_UID`]), so
+/// sessions can write into the folders they mount read-write. Only root may give files away; a manager running as
+/// another user keeps them its own, which suits the process runtime (its kernels run as the agent's user).
+pub fn owned_by_kernels(storage: LocalStorage) -> LocalStorage {
+    use backend_core::runtime::KERNEL_UID;
+    if nix::unistd::geteuid().is_root() {
+        storage.with_owner(KERNEL_UID, KERNEL_UID)
+    } else {
+        storage
+    }
 }

@@ -43,6 +43,13 @@ enum Command {
     },
     /// Run a clustered manager on PostgreSQL, Redis and etcd (settings: --config, BACKENDAI_*, --set).
     Serve,
+    /// Serve only the vfolder transfer endpoints (uploads, downloads), e.g. on a storage machine; volumes and the
+    /// token secret come from the same settings and config store as `serve`.
+    StorageProxy {
+        /// Address to listen on.
+        #[arg(long, env = "BACKENDAI_STORAGE_PROXY_BIND", default_value = "0.0.0.0:6021")]
+        bind: SocketAddr,
+    },
     /// The PostgreSQL schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -130,6 +137,9 @@ async fn run() -> anyhow::Result<()> {
             stack.shutdown().await;
         }
         Command::Serve => backend_manager::cluster::serve(&settings()?, terminated()).await?,
+        Command::StorageProxy { bind } => {
+            backend_manager::cluster::serve_storage_proxy(&settings()?, bind, terminated()).await?
+        }
         Command::Schema(cmd) => {
             let settings = settings()?;
             let store = settings.connect_db(&settings.connect_etcd().await?).await?;

@@ -2,7 +2,7 @@
 //! in-process events and live state, in-memory configuration, the process runtime or Docker). Session records survive
 //! a restart; kernels that died with the process are marked terminated with a reason when it starts again, and
 //! kernels that survived it (Docker containers, or any kernel with [`StandaloneConfig::keep_kernels`]) are
-//! re-attached.
+//! re-attached. Virtual folders live on the volume `local`, the directory `vfolders` of the data directory.
 
 use crate::{Manager, ManagerConfig};
 use anyhow::Context;
@@ -14,6 +14,7 @@ use backend_core::events::{EventBus, LocalEventBus};
 use backend_core::live::{LiveState, LocalLiveState};
 use backend_core::model::{AgentStatus, KeyPair, Role};
 use backend_core::runtime::ContainerRuntime;
+use backend_core::storage::LocalStorage;
 use backend_core::store::sqlite::SqliteStore;
 use backend_core::store::MetadataStore;
 use backend_core::ResourceSlots;
@@ -107,6 +108,26 @@ async fn admin_keypair(store: &dyn MetadataStore, file: &Path) -> anyhow::Result
     Ok(kp)
 }
 
+/// The transfer token secret's file inside the data directory (kept so tokens survive a restart).
+pub const TRANSFER_SECRET_FILE: &str = "transfer.secret";
+
+/// Reads the transfer secret kept in `file`, creating a random one (mode 0600) the first time.
+fn transfer_secret(file: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(text) = std::fs::read_to_string(file) {
+        if !text.trim().is_empty() {
+            return Ok(text.trim().as_bytes().to_vec());
+        }
+    }
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let tmp = file.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(secret.as_bytes())?;
+    std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
+    Ok(secret.into_bytes())
+}
+
 fn write_credentials(file: &Path, endpoint: &str, kp: &KeyPair) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -136,7 +157,18 @@ impl Standalone {
         let token = uuid::Uuid::new_v4().simple().to_string();
         shared.put("config/agent-token", &token).await?;
 
-        let manager = Manager::new(config.manager.clone(), store.clone(), bus.clone(), live.clone(), shared, &token);
+        let mut manager_config = config.manager.clone();
+        manager_config.transfer.secret = transfer_secret(&data.join(TRANSFER_SECRET_FILE))?;
+        let storage = crate::owned_by_kernels(LocalStorage::new([("local".to_owned(), data.join("vfolders"))])?);
+        let manager = Manager::with_storage(
+            manager_config,
+            store.clone(),
+            bus.clone(),
+            live.clone(),
+            shared,
+            &token,
+            Arc::new(storage),
+        );
         let background = crate::start_background(&manager).await?;
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {

@@ -19,6 +19,7 @@
 
 use super::{authenticated, Caller};
 use crate::session::acting_for;
+use crate::vfolder::FolderCaller;
 use crate::Manager;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Object, Schema, SimpleObject, Variables};
 use backend_agent::http::{json_object, json_reply};
@@ -26,6 +27,7 @@ use backend_core::error::PROBLEM_BASE;
 use backend_core::model::{AgentInfo, AgentStatus, KernelRecord, KeyPair, SessionRecord};
 use backend_core::status::StatusHistory;
 use backend_core::store::SessionFilter;
+use backend_core::vfolder::{VFolder, VFolderAccess, VFolderOwner};
 use backend_core::{AccessKey, AgentId, ResourceSlots, SessionId, SessionStatus};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -1043,33 +1045,117 @@ async fn keypairs_matching(g: &Gql, email: Option<&str>, is_active: Option<bool>
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Virtual folders (not implemented yet: always empty)
+// Virtual folders
 // ---------------------------------------------------------------------------------------------------------------
 
-/// A virtual folder (none exist yet).
-#[derive(SimpleObject)]
-#[graphql(rename_fields = "snake_case")]
-pub struct VirtualFolder {
-    id: Option<Uuid>,
-    host: Option<String>,
-    name: Option<String>,
-    user: Option<Uuid>,
-    user_email: Option<String>,
-    group: Option<Uuid>,
-    group_name: Option<String>,
-    creator: Option<String>,
-    status: Option<String>,
-    unmanaged_path: Option<String>,
-    usage_mode: Option<String>,
-    permission: Option<String>,
-    ownership_type: Option<String>,
-    max_files: Option<i32>,
-    max_size: Option<f64>,
-    created_at: Option<DateTime<Utc>>,
-    last_used: Option<DateTime<Utc>>,
-    num_files: Option<i32>,
-    cur_size: Option<f64>,
-    cloneable: Option<bool>,
+/// A virtual folder as one caller sees it (the `VirtualFolder` type). Users and groups have no UUIDs here: `user`
+/// and `group` answer `null`; `user_email` and `group_name` name the owner.
+pub struct VirtualFolder(VFolderAccess);
+
+impl Attrs for VFolderAccess {
+    fn attr(&self, name: &str) -> Option<Val> {
+        let f = &self.folder;
+        let (email, group) = match &f.owner {
+            VFolderOwner::User { email } => (Some(email.clone()), None),
+            VFolderOwner::Group { name, .. } => (None, Some(name.clone())),
+        };
+        Some(match name {
+            "id" => f.id.to_string().into(),
+            "host" => f.host.as_str().into(),
+            "name" => f.name.as_str().into(),
+            "user_email" => email.into(),
+            "group_name" => group.into(),
+            "creator" => f.creator.as_str().into(),
+            "status" => "ready".into(),
+            "usage_mode" => f.usage_mode.as_str().into(),
+            "permission" => self.permission.as_str().into(),
+            "ownership_type" => ownership_type(f).into(),
+            "max_size" => f.max_size.map(|b| (b >> 20) as f64).into(),
+            "created_at" | "last_used" => f.created_at.into(),
+            "cloneable" => f.cloneable.into(),
+            _ => return None,
+        })
+    }
+}
+
+fn ownership_type(f: &VFolder) -> &'static str {
+    match f.owner {
+        VFolderOwner::User { .. } => "user",
+        VFolderOwner::Group { .. } => "group",
+    }
+}
+
+#[Object(rename_fields = "snake_case", rename_args = "snake_case")]
+impl VirtualFolder {
+    async fn id(&self) -> Uuid {
+        self.0.folder.id.0
+    }
+    async fn host(&self) -> String {
+        self.0.folder.host.clone()
+    }
+    async fn name(&self) -> String {
+        self.0.folder.name.clone()
+    }
+    async fn user(&self) -> Option<Uuid> {
+        None
+    }
+    async fn user_email(&self) -> Option<String> {
+        match &self.0.folder.owner {
+            VFolderOwner::User { email } => Some(email.clone()),
+            VFolderOwner::Group { .. } => None,
+        }
+    }
+    async fn group(&self) -> Option<Uuid> {
+        None
+    }
+    async fn group_name(&self) -> Option<String> {
+        match &self.0.folder.owner {
+            VFolderOwner::Group { name, .. } => Some(name.clone()),
+            VFolderOwner::User { .. } => None,
+        }
+    }
+    async fn creator(&self) -> String {
+        self.0.folder.creator.clone()
+    }
+    async fn status(&self) -> String {
+        "ready".into()
+    }
+    async fn unmanaged_path(&self) -> Option<String> {
+        None
+    }
+    async fn usage_mode(&self) -> String {
+        self.0.folder.usage_mode.as_str().into()
+    }
+    async fn permission(&self) -> String {
+        self.0.permission.as_str().into()
+    }
+    async fn ownership_type(&self) -> String {
+        ownership_type(&self.0.folder).into()
+    }
+    async fn max_files(&self) -> i32 {
+        0
+    }
+    /// MiB, as Backend.AI.
+    async fn max_size(&self) -> Option<f64> {
+        self.0.folder.max_size.map(|b| (b >> 20) as f64)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.folder.created_at
+    }
+    async fn last_used(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+    async fn num_files(&self) -> Option<i32> {
+        None
+    }
+    /// Bytes used, read from the volume.
+    async fn cur_size(&self, ctx: &Context<'_>) -> GResult<f64> {
+        let f = &self.0.folder;
+        Ok(gql(ctx).m.storage.usage(&f.host, f.id).await? as f64)
+    }
+    async fn cloneable(&self) -> bool {
+        self.0.folder.cloneable
+    }
 }
 
 /// A page of virtual folders.
@@ -1080,17 +1166,39 @@ pub struct VirtualFolderList {
     total_count: i32,
 }
 
-fn empty_vfolders(limit: i32, offset: i32, filter: Option<&str>, order: Option<&str>) -> GResult<VirtualFolderList> {
-    if limit < 0 || offset < 0 {
-        return Err("limit and offset must not be negative".into());
-    }
-    if let Some(f) = filter.map(str::trim).filter(|f| !f.is_empty()) {
-        parse_filter(f).map_err(|e| async_graphql::Error::new(format!("invalid filter: {e}")))?;
-    }
-    if let Some(o) = order {
-        parse_order(o).map_err(|e| async_graphql::Error::new(format!("invalid order: {e}")))?;
-    }
-    Ok(VirtualFolderList { items: Vec::new(), total_count: 0 })
+/// Which of the visible folders a list query answers.
+#[derive(Clone, Copy)]
+enum FolderScope {
+    All,
+    Own,
+    Invited,
+    Project,
+}
+
+async fn vfolders(
+    g: &Gql,
+    scope: FolderScope,
+    access_key: Option<&str>,
+    page: (i32, i32, Option<&str>, Option<&str>),
+) -> GResult<VirtualFolderList> {
+    let (limit, offset, filter, order) = page;
+    let keypair = match access_key.filter(|a| !a.is_empty()) {
+        Some(a) => {
+            let key = acting_for(&g.m, &g.caller, Some(a)).await?;
+            g.m.store.keypair(&key).await?.ok_or_else(|| async_graphql::Error::new("no such keypair"))?
+        }
+        None => g.caller.clone(),
+    };
+    let caller = FolderCaller::load(&g.m, &keypair).await?;
+    let mut found = crate::vfolder::accessible(&g.m, &caller).await?;
+    found.retain(|a| match scope {
+        FolderScope::All => true,
+        FolderScope::Own => a.is_owner,
+        FolderScope::Invited => !a.is_owner && matches!(a.folder.owner, VFolderOwner::User { .. }),
+        FolderScope::Project => matches!(a.folder.owner, VFolderOwner::Group { .. }),
+    });
+    let (page, total_count) = paginate(found, filter, order, limit, offset)?;
+    Ok(VirtualFolderList { items: page.into_iter().map(VirtualFolder).collect(), total_count })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1231,10 +1339,12 @@ impl QueryRoot {
         Ok(Some(KeyPairList { items, total_count }))
     }
 
-    /// Virtual folders: none yet.
+    /// The folders the caller (or, for admins, the keypair `access_key`) may use. Groups have no ids here:
+    /// `group_id` keeps user folders only.
     #[allow(clippy::too_many_arguments)]
     async fn vfolder_list(
         &self,
+        ctx: &Context<'_>,
         limit: i32,
         offset: i32,
         filter: Option<String>,
@@ -1243,41 +1353,61 @@ impl QueryRoot {
         group_id: Option<Uuid>,
         access_key: Option<String>,
     ) -> GResult<Option<VirtualFolderList>> {
-        let _ = (domain_name, group_id, access_key);
-        empty_vfolders(limit, offset, filter.as_deref(), order.as_deref()).map(Some)
+        let page = (limit, offset, filter.as_deref(), order.as_deref());
+        let mut list = vfolders(gql(ctx), FolderScope::All, access_key.as_deref(), page).await?;
+        if let Some(d) = domain_name.as_deref().filter(|d| !d.is_empty()) {
+            let before = list.items.len();
+            list.items.retain(|f| match &f.0.folder.owner {
+                VFolderOwner::Group { domain, .. } => domain == d,
+                VFolderOwner::User { .. } => true,
+            });
+            list.total_count -= (before - list.items.len()) as i32;
+        }
+        if group_id.is_some() {
+            let before = list.items.len();
+            list.items.retain(|f| matches!(f.0.folder.owner, VFolderOwner::User { .. }));
+            list.total_count -= (before - list.items.len()) as i32;
+        }
+        Ok(Some(list))
     }
 
-    /// The caller's own virtual folders: none yet.
+    /// The caller's own folders.
     async fn vfolder_own_list(
         &self,
+        ctx: &Context<'_>,
         limit: i32,
         offset: i32,
         filter: Option<String>,
         order: Option<String>,
     ) -> GResult<Option<VirtualFolderList>> {
-        empty_vfolders(limit, offset, filter.as_deref(), order.as_deref()).map(Some)
+        let page = (limit, offset, filter.as_deref(), order.as_deref());
+        vfolders(gql(ctx), FolderScope::Own, None, page).await.map(Some)
     }
 
-    /// Virtual folders shared with the caller: none yet.
+    /// Other users' folders shared with the caller.
     async fn vfolder_invited_list(
         &self,
+        ctx: &Context<'_>,
         limit: i32,
         offset: i32,
         filter: Option<String>,
         order: Option<String>,
     ) -> GResult<Option<VirtualFolderList>> {
-        empty_vfolders(limit, offset, filter.as_deref(), order.as_deref()).map(Some)
+        let page = (limit, offset, filter.as_deref(), order.as_deref());
+        vfolders(gql(ctx), FolderScope::Invited, None, page).await.map(Some)
     }
 
-    /// Project virtual folders: none yet.
+    /// Project (group) folders the caller may use.
     async fn vfolder_project_list(
         &self,
+        ctx: &Context<'_>,
         limit: i32,
         offset: i32,
         filter: Option<String>,
         order: Option<String>,
     ) -> GResult<Option<VirtualFolderList>> {
-        empty_vfolders(limit, offset, filter.as_deref(), order.as_deref()).map(Some)
+        let page = (limit, offset, filter.as_deref(), order.as_deref());
+        vfolders(gql(ctx), FolderScope::Project, None, page).await.map(Some)
     }
 }
 

@@ -3,9 +3,11 @@
 pub mod admin;
 pub mod events;
 pub mod files;
+pub mod folders;
 pub mod graphql;
 pub mod session;
 pub mod stream;
+pub mod transfer;
 
 use crate::Manager;
 use backend_agent::http::{recover, reject};
@@ -156,7 +158,11 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(admin::routes(m.clone()).boxed())
         .unify()
-        .or(events::routes(m).boxed())
+        .or(events::routes(m.clone()).boxed())
+        .unify()
+        .or(folders::routes(m.clone()))
+        .unify()
+        .or(transfer::routes(transfer::Transfers::of(&m)))
         .unify()
         .recover(recover)
         .unify()
