@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// The user (uid, and gid) code runs as in a kernel container, as the kernel images create it; folders' files
+/// belong to it so sessions can write into the folders they mount.
+pub const KERNEL_UID: u32 = 1000;
+
 /// Everything a runtime needs to start one kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelSpec {
@@ -38,6 +42,9 @@ pub struct KernelSpec {
     pub cluster_hostname: String,
     /// Number of kernels in the session.
     pub cluster_size: u32,
+    /// Virtual folders to mount.
+    #[serde(default)]
+    pub mounts: Vec<crate::vfolder::VFolderMount>,
 }
 
 /// Where a kernel's runner listens.

@@ -91,6 +91,7 @@ fn spec(image: &str, owner: &str, mem: u64) -> KernelSpec {
         cluster_idx: 1,
         cluster_hostname: "main1".into(),
         cluster_size: 1,
+        mounts: vec![],
     }
 }
 

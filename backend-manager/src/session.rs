@@ -237,6 +237,17 @@ impl Manager {
                 dependencies.push(found.id);
             }
         }
+        let vfolder_mounts = if req.config.mounts.is_empty() && req.config.mount_map.is_empty() {
+            Vec::new()
+        } else {
+            // Folders are the owner's: an admin acting for a keypair mounts what that keypair's user may use.
+            let owner_keypair = if owner == caller.access_key {
+                caller.clone()
+            } else {
+                self.store.keypair(&owner).await?.ok_or_else(|| Error::NotFound { what: format!("keypair {owner}") })?
+            };
+            crate::vfolder::resolve_mounts(self, &owner_keypair, &req.config.mounts, &req.config.mount_map).await?
+        };
         let agents = AgentSnapshot::schedulable(&all_agents);
         let image = agents
             .iter()
@@ -310,6 +321,7 @@ impl Manager {
             dependencies,
             designated_agents,
             architecture,
+            vfolder_mounts,
         };
         let pending = PendingSession::from_records(&session, &kernels);
         if !could_ever_fit(&pending, &agents) {
@@ -385,6 +397,7 @@ impl Manager {
             cluster_idx: k.cluster_idx,
             cluster_hostname: k.cluster_hostname.clone(),
             cluster_size: session.cluster_size,
+            mounts: session.vfolder_mounts.clone(),
         }
     }
 
@@ -606,9 +619,6 @@ impl Manager {
 fn refuse_unsupported(req: &CreateSessionRequest) -> Result<()> {
     let refuse = |what: &str, why: &str| Err(Error::InvalidParams { msg: format!("`{what}` is not supported: {why}") });
     let set = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.trim().is_empty());
-    if !req.config.mounts.is_empty() || !req.config.mount_map.is_empty() {
-        return refuse("config.mounts", "virtual folders are not available on this server yet");
-    }
     if !req.config.preopen_ports.is_empty() {
         return refuse("config.preopen_ports", "service ports are not available on this server yet");
     }

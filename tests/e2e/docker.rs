@@ -32,7 +32,7 @@ fn ensure_runner() {
     });
 }
 
-async fn start(dir: &Path, keep_kernels: bool) -> Standalone {
+pub(crate) async fn start(dir: &Path, keep_kernels: bool) -> Standalone {
     ensure_runner();
     let mut config = StandaloneConfig::new(dir);
     config.bind = "127.0.0.1:0".parse().unwrap();
@@ -53,7 +53,7 @@ fn containers(dir: &Path) -> Vec<String> {
 }
 
 /// Removes the stack's containers when a test ends, passed or not (kept kernels outlive the stack).
-struct Cleanup(PathBuf);
+pub(crate) struct Cleanup(pub(crate) PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

@@ -78,6 +78,10 @@ struct Cli {
     /// A cgroup directory to join before starting anything (repeatable: one per cgroup v1 hierarchy).
     #[arg(long, value_name = "DIR")]
     cgroup: Vec<PathBuf>,
+    /// A virtual folder to mount before starting anything, `SRC:DST:ro` or `SRC:DST:rw` (repeatable; the process
+    /// runtime's way to mount folders, Docker bind-mounts them itself).
+    #[arg(long = "mount", value_name = "SRC:DST:MODE")]
+    mounts: Vec<String>,
 }
 
 /// The languages the runner hosts.
@@ -182,6 +186,9 @@ fn apply_process_options(cli: &Cli) -> anyhow::Result<()> {
         let limit = bytes.min(hard);
         setrlimit(Resource::RLIMIT_DATA, limit, limit).context("cannot set the memory limit")?;
     }
+    if !cli.mounts.is_empty() {
+        mount_folders(&cli.mounts)?;
+    }
     if cli.die_with_parent {
         let parent = nix::unistd::getppid();
         // SIGTERM, so the usual shutdown kills the interpreter and removes the socket.
@@ -189,6 +196,51 @@ fn apply_process_options(cli: &Cli) -> anyhow::Result<()> {
             .context("cannot ask to die with the parent")?;
         // A parent that died before the request above has already left us re-parented.
         anyhow::ensure!(nix::unistd::getppid() == parent, "the parent process is already gone");
+    }
+    Ok(())
+}
+
+/// Mounts folders given as `SRC:DST:MODE`. As root, in a mount namespace of the runner's own (so nothing leaks to
+/// the host and the mounts vanish with the kernel), with `ro` folders remounted read-only. Without root there is no
+/// way to bind-mount: the folder appears as a symlink and `ro` cannot be enforced (the process runtime isolates
+/// nothing then; the Docker runtime enforces it).
+fn mount_folders(specs: &[String]) -> anyhow::Result<()> {
+    let mut mounts = Vec::new();
+    for spec in specs {
+        let mut parts = spec.rsplitn(3, ':');
+        let (Some(mode), Some(dst), Some(src)) = (parts.next(), parts.next(), parts.next()) else {
+            anyhow::bail!("--mount {spec:?} is not SRC:DST:MODE");
+        };
+        anyhow::ensure!(mode == "ro" || mode == "rw", "--mount {spec:?}: the mode is ro or rw");
+        mounts.push((PathBuf::from(src), PathBuf::from(dst), mode == "ro"));
+    }
+    if nix::unistd::geteuid().is_root() {
+        use nix::mount::{mount, MsFlags};
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("cannot make a mount namespace")?;
+        // Shared propagation would copy our mounts back into the host's namespace.
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .context("cannot make mounts private")?;
+        for (src, dst, read_only) in &mounts {
+            std::fs::create_dir_all(dst).with_context(|| format!("cannot create {}", dst.display()))?;
+            mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .with_context(|| format!("cannot mount {} at {}", src.display(), dst.display()))?;
+            if *read_only {
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                mount(None::<&str>, dst, None::<&str>, flags, None::<&str>)
+                    .with_context(|| format!("cannot make {} read-only", dst.display()))?;
+            }
+        }
+    } else {
+        for (src, dst, read_only) in &mounts {
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let _ = std::fs::remove_file(dst);
+            std::os::unix::fs::symlink(src, dst).with_context(|| format!("cannot link {}", dst.display()))?;
+            if *read_only {
+                eprintln!("backend-kernel-runner: {} is read-only but not running as root: linked, not enforced", dst.display());
+            }
+        }
     }
     Ok(())
 }

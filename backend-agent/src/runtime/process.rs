@@ -9,6 +9,7 @@ use backend_core::error::{Error, Result};
 use backend_core::ids::KernelId;
 use backend_core::model::ImageInfo;
 use backend_core::runtime::{resolve_image, ContainerRuntime, KernelExit, KernelHandle, KernelSpec, RunnerEndpoint};
+use backend_core::vfolder::VFolderMount;
 use backend_core::ResourceSlots;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
@@ -274,6 +275,9 @@ impl ContainerRuntime for ProcessRuntime {
         for dir in &cgroup_dirs {
             cmd.arg("--cgroup").arg(dir);
         }
+        for mount in &spec.mounts {
+            cmd.arg("--mount").arg(mount_arg(mount, &work)?);
+        }
         cmd.envs(Self::environ(spec, &work))
             .current_dir(&work)
             .stdin(Stdio::null())
@@ -392,4 +396,17 @@ impl ContainerRuntime for ProcessRuntime {
         }
         Ok(work)
     }
+}
+
+/// The runner's `--mount` argument for a folder: the kernel's `/home/work` is the work directory here.
+fn mount_arg(mount: &VFolderMount, work: &Path) -> Result<String> {
+    let rel = mount
+        .kernel_path
+        .strip_prefix("/home/work/")
+        .filter(|rel| !rel.is_empty() && !rel.split('/').any(|c| c.is_empty() || c == "." || c == ".."))
+        .ok_or_else(|| Error::InvalidParams {
+            msg: format!("mount path {:?} is not inside /home/work", mount.kernel_path),
+        })?;
+    let mode = if mount.permission.can_write() { "rw" } else { "ro" };
+    Ok(format!("{}:{}:{mode}", mount.host_path.display(), work.join(rel).display()))
 }

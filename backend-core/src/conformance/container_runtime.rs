@@ -26,6 +26,7 @@ fn spec(image: &ImageInfo) -> KernelSpec {
         cluster_idx: 1,
         cluster_hostname: "main1".into(),
         cluster_size: 1,
+        mounts: vec![],
     }
 }
 

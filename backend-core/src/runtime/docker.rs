@@ -52,8 +52,7 @@ pub const LABEL_ROOT: &str = "ai.backend.rs.root";
 pub const RUNNER_PATH: &str = "/opt/backend.ai/bin/backend-kernel-runner";
 /// Where the directory holding the runner's socket is mounted inside a kernel.
 pub const IPC_DIR: &str = "/opt/backend.ai/ipc";
-/// The kernel's user (uid and gid), as the kernel images create it.
-pub const KERNEL_UID: u32 = 1000;
+pub use super::KERNEL_UID;
 
 /// The network a kernel container is attached to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -456,11 +455,20 @@ impl DockerRuntime {
         let cpus = spec.slots.get("cpu").min(Decimal::from(self.host_cpus));
         let nano_cpus = (cpus * Decimal::from(1_000_000_000u64)).trunc().to_i64().filter(|n| *n > 0);
         let host_config = HostConfig {
-            binds: Some(vec![
-                format!("{}:{RUNNER_PATH}:ro", self.config.runner.display()),
-                format!("{}:{IPC_DIR}", dir.join("ipc").display()),
-                format!("{}:/home/work", dir.join("work").display()),
-            ]),
+            binds: Some(
+                [
+                    format!("{}:{RUNNER_PATH}:ro", self.config.runner.display()),
+                    format!("{}:{IPC_DIR}", dir.join("ipc").display()),
+                    format!("{}:/home/work", dir.join("work").display()),
+                ]
+                .into_iter()
+                // Docker mounts in path order, so folders under /home/work land on top of the work directory.
+                .chain(spec.mounts.iter().map(|m| {
+                    let mode = if m.permission.can_write() { "rw" } else { "ro" };
+                    format!("{}:{}:{mode}", m.host_path.display(), m.kernel_path)
+                }))
+                .collect(),
+            ),
             memory: mem,
             // No swap beyond the memory limit.
             memory_swap: mem,
