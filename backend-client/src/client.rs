@@ -2,6 +2,7 @@
 //! a run through `continued` and `waiting-input` to its end.
 
 mod admin;
+pub mod folders;
 
 use crate::config::{ClientConfig, ConfigError};
 use crate::signing::{path_and_query_of, signed_headers};
@@ -202,18 +203,16 @@ impl Client {
         url
     }
 
-    /// Sends one signed request and decodes a 2xx JSON answer, or the problem+json body of any other status.
-    async fn call<T: DeserializeOwned>(
+    /// Sends one signed request (with a JSON body, if any) and answers a 2xx status and its body, or the decoded
+    /// problem+json of any other status.
+    pub(crate) async fn send_signed(
         &self,
         method: Method,
-        segments: &[&str],
-        query: &[(&str, &str)],
+        url: Url,
         body: Option<Vec<u8>>,
-    ) -> Result<T> {
-        let url = self.url(segments, query);
+    ) -> Result<(reqwest::StatusCode, Vec<u8>)> {
         let content_type = body.as_ref().map(|_| JSON);
         let headers = signed_headers(&self.config, &method, &url, content_type, chrono::Utc::now())?;
-        let what = format!("{method} {}", path_and_query_of(&url));
         let mut request = self.http.request(method, url).headers(headers);
         if let Some(body) = body {
             request = request.body(body);
@@ -224,6 +223,20 @@ impl Client {
         if !status.is_success() {
             return Err(Error::from_problem(status.as_u16(), problem_of(status, &bytes)));
         }
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// Sends one signed request and decodes a 2xx JSON answer, or the problem+json body of any other status.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<T> {
+        let url = self.url(segments, query);
+        let what = format!("{method} {}", path_and_query_of(&url));
+        let (status, bytes) = self.send_signed(method, url, body).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Internal {
             msg: format!("unexpected answer to {what} ({status}): {e}: {}", snippet(&bytes)),
         })

@@ -30,6 +30,6 @@ mod client;
 pub mod config;
 pub mod signing;
 
-pub use client::{Client, EOF_INPUT, TIMEOUT_EXIT_CODE};
+pub use client::{folders, Client, EOF_INPUT, TIMEOUT_EXIT_CODE};
 pub use config::{ClientConfig, ConfigError};
 pub use signing::signed_headers;

@@ -27,6 +27,7 @@ macro_rules! out {
 }
 
 mod admin_cmd;
+mod folder_cmd;
 
 /// Command-line client of the Backend.AI API.
 #[derive(Debug, Parser)]
@@ -76,6 +77,9 @@ enum Command {
     /// Administration: domains, groups, users, resource policies, scaling groups, keypairs.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
+    /// Virtual folders: create, share, list files, upload and download.
+    #[command(subcommand, alias = "vfolder")]
+    Folder(folder_cmd::FolderCommand),
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +168,9 @@ struct SessionOptions {
     /// A free-form tag.
     #[arg(long)]
     tag: Option<String>,
+    /// A virtual folder to mount at /home/work/NAME, or at PATH (repeatable).
+    #[arg(long = "mount", short = 'm', value_name = "NAME[:PATH]")]
+    mounts: Vec<String>,
 }
 
 fn parse_amount_arg(text: &str) -> Result<String, String> {
@@ -190,6 +197,12 @@ impl SessionOptions {
         let pairs = amounts.iter().filter_map(|(slot, v)| v.as_deref().map(|v| (*slot, v)));
         request.config.resources = ResourceSlots::from_pairs(pairs)?;
         request.config.environ = self.env.iter().cloned().collect();
+        for mount in &self.mounts {
+            match mount.split_once(':') {
+                Some((name, path)) => drop(request.config.mount_map.insert(name.to_owned(), path.to_owned())),
+                None => request.config.mounts.push(mount.clone()),
+            }
+        }
         Ok(request)
     }
 }
@@ -269,6 +282,7 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Session(command) => session_command(&client, command, json).await?,
         Command::Admin(command) => admin_cmd::run(&client, command, json).await?,
+        Command::Folder(command) => folder_cmd::run(&client, command, json).await?,
     }
     Ok(0)
 }
@@ -576,6 +590,10 @@ mod tests {
             "A=1",
             "--env",
             "B=x=y",
+            "--mount",
+            "data",
+            "-m",
+            "models:/home/work/m",
         ])
         .unwrap();
         let Command::Session(SessionCommand::Create { image, resources, .. }) = cli.command else { panic!() };
@@ -583,6 +601,8 @@ mod tests {
         assert_eq!(request.config.resources.get("mem"), parse_amount("1g").unwrap());
         assert_eq!(request.config.resources.get("cpu"), parse_amount("2").unwrap());
         assert_eq!(request.config.environ.get("B").map(String::as_str), Some("x=y"));
+        assert_eq!(request.config.mounts, ["data"]);
+        assert_eq!(request.config.mount_map.get("models").map(String::as_str), Some("/home/work/m"));
         assert!(Cli::try_parse_from(["bai", "session", "create", "python", "--mem", "lots"]).is_err());
         assert!(Cli::try_parse_from(["bai", "session", "create", "python", "--env", "novalue"]).is_err());
     }
