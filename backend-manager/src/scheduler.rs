@@ -31,6 +31,13 @@ use std::time::Duration;
 /// Allocations of one pass in flight at once (each holds a store connection while it runs).
 const ALLOCATIONS_AT_ONCE: usize = 8;
 
+/// A session SCHEDULED for this long was never started: the manager that placed it stopped first, or the store
+/// failed while it started and while it cleaned up. A start moves it on within milliseconds otherwise.
+pub const STALLED_START: chrono::Duration = chrono::Duration::seconds(30);
+
+/// A session PREPARING or CREATING for this long is given up (its kernels destroyed, its slots given back).
+pub const START_TIMEOUT: chrono::Duration = chrono::Duration::minutes(10);
+
 /// The lease name in the config store.
 pub const SCHEDULER_LEASE: &str = "scheduler";
 
@@ -313,6 +320,30 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// Recovers sessions whose start stalled, so that no failure between placement and start keeps slots forever:
+    /// those SCHEDULED for [`STALLED_START`] are started again, those PREPARING or CREATING for [`START_TIMEOUT`] are
+    /// destroyed with `start-timeout`. Answers how many it acted on. Steppable: tests pass their own `now`.
+    pub async fn recover_stalled_starts(self: &Arc<Self>, now: DateTime<Utc>) -> Result<usize> {
+        let stalled = [SessionStatus::Scheduled, SessionStatus::Preparing, SessionStatus::Creating];
+        let filter = SessionFilter { statuses: Some(stalled.to_vec()), ..SessionFilter::default() };
+        let mut acted = 0;
+        for s in self.store.list_sessions(&filter).await? {
+            let since = s.status_history.entered(s.status).unwrap_or(s.created_at);
+            if s.status == SessionStatus::Scheduled && now - since >= STALLED_START {
+                tracing::warn!(session = %s.id, "session start stalled; starting it again");
+                self.start_session(s.id).await;
+                acted += 1;
+            } else if s.status != SessionStatus::Scheduled && now - since >= START_TIMEOUT {
+                tracing::warn!(session = %s.id, status = %s.status, "session start timed out");
+                self.destroy_kernels(s.id, true, "start-timeout").await?;
+                acted += 1;
+            }
+        }
+        Ok(acted)
+    }
+}
+
 /// Runs scheduling passes while this manager holds the scheduler lease.
 pub async fn run(m: Arc<Manager>) {
     let lease_ttl = Duration::from_secs(10);
@@ -330,6 +361,9 @@ pub async fn run(m: Arc<Manager>) {
             Ok(r) if r.scheduled + r.refused > 0 => tracing::debug!(?r, woken, "scheduling pass"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "scheduling pass failed"),
+        }
+        if let Err(e) = m.recover_stalled_starts(Utc::now()).await {
+            tracing::warn!(error = %e, "could not check for stalled starts");
         }
     }
 }

@@ -17,6 +17,7 @@ use backend_core::model::{
 use backend_core::status::{KernelStatus, SessionStatus};
 use backend_core::store::fixtures::ensure_defaults;
 use backend_core::store::sqlite::SqliteStore;
+use backend_core::store::faults::FaultyStore;
 use backend_core::store::{KernelChange, Placement, SessionChange};
 use backend_core::{AccessKey, AgentId, ResourceSlots, SessionId};
 use backend_manager::{Manager, ManagerConfig};
@@ -80,6 +81,8 @@ fn policy(name: &str) -> KeyPairResourcePolicy {
         idle_timeout: 0,
         max_session_lifetime: 0,
         allowed_vfolder_hosts: vec![],
+        max_vfolder_count: 0,
+        max_quota_scope_size: None,
         created_at: Utc::now(),
     }
 }
@@ -440,4 +443,121 @@ async fn a_designated_agent_is_honoured_and_only_admins_may_designate() {
     two.agent_list = Some(vec![first.to_string(), second.to_string()]);
     let err = m.create_session(&admin, two).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidParams, "{err}");
+}
+
+/// A manager over a store that fails on demand at named points.
+async fn faulty_manager() -> (Arc<Manager>, Arc<FaultyStore>) {
+    let store = Arc::new(FaultyStore::new(Arc::new(SqliteStore::in_memory().unwrap())));
+    let m = Manager::new(
+        ManagerConfig::default(),
+        store.clone(),
+        Arc::new(LocalEventBus::new()),
+        Arc::new(LocalLiveState::new()),
+        Arc::new(LocalConfigStore::new()),
+        "token",
+    );
+    ensure_defaults(m.store.as_ref()).await.unwrap();
+    (m, store)
+}
+
+/// Waits until the background start of a session has settled it in a final status.
+async fn settled(m: &Manager, id: SessionId) -> SessionRecord {
+    for _ in 0..2000 {
+        let s = session(m, id).await;
+        if !s.status.holds_resources() && s.status != SessionStatus::Pending {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("session {id} never settled: {:?}", session(m, id).await.status);
+}
+
+async fn occupied_cpu(m: &Manager, agent: &AgentId) -> String {
+    m.store.agent(agent).await.unwrap().unwrap().occupied_slots.get("cpu").to_string()
+}
+
+#[tokio::test]
+async fn a_failed_allocation_leaves_nothing_half_allocated_and_is_retried() {
+    let (m, faults) = faulty_manager().await;
+    let a = agent(&m, "4").await;
+    let id = enqueue(&m, "AKUSER", "victim", &cpu("2"), 10, 0).await;
+
+    faults.fail("allocate", 1);
+    let report = m.schedule_once().await.unwrap();
+    assert_eq!(faults.fired("allocate"), 1);
+    assert_eq!((report.scheduled, report.pending), (0, 1));
+    let s = session(&m, id).await;
+    assert_eq!(s.status, SessionStatus::Pending, "the session waits for the next pass");
+    assert_eq!(occupied_cpu(&m, &a).await, "0", "the agent holds nothing for it");
+    let kernels = m.store.kernels(id).await.unwrap();
+    assert!(kernels.iter().all(|k| k.agent_id.is_none() && k.occupied_slots.is_zero()), "{kernels:?}");
+
+    let report = m.schedule_once().await.unwrap();
+    assert_eq!(report.scheduled, 1, "the next pass places it");
+}
+
+#[tokio::test]
+async fn a_store_failure_while_starting_gives_the_slots_back() {
+    let (m, faults) = faulty_manager().await;
+    let a = agent(&m, "4").await;
+    let id = enqueue(&m, "AKUSER", "victim", &cpu("2"), 10, 0).await;
+
+    // The first kernel change after allocation (to PREPARING) fails: the start is abandoned and cleaned up.
+    faults.fail("update_kernel", 1);
+    assert_eq!(m.schedule_once().await.unwrap().scheduled, 1);
+    let s = settled(&m, id).await;
+    assert_eq!(faults.fired("update_kernel"), 1);
+    assert!(!s.status.holds_resources(), "{:?}", s.status);
+    assert_eq!(s.status_info.as_deref(), Some("kernel-creation-failed"));
+    assert_eq!(occupied_cpu(&m, &a).await, "0", "the slots are given back");
+}
+
+#[tokio::test]
+async fn a_start_that_failed_during_a_store_outage_is_recovered_later() {
+    let (m, faults) = faulty_manager().await;
+    let a = agent(&m, "4").await;
+    let id = enqueue(&m, "AKUSER", "victim", &cpu("2"), 10, 0).await;
+
+    // Every kernel change fails for a while: the start (to PREPARING) and its cleanup (to TERMINATED) both fail,
+    // and the session stays SCHEDULED.
+    faults.fail("update_kernel", 2);
+    assert_eq!(m.schedule_once().await.unwrap().scheduled, 1);
+    for _ in 0..2000 {
+        if faults.fired("update_kernel") == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(faults.fired("update_kernel"), 2);
+    assert_eq!(session(&m, id).await.status, SessionStatus::Scheduled);
+    assert_eq!(occupied_cpu(&m, &a).await, "2");
+
+    // Not yet stalled: nothing happens.
+    assert_eq!(m.recover_stalled_starts(Utc::now()).await.unwrap(), 0);
+    // Once stalled, the session is started again (here the agent is unreachable, so it fails for good and the
+    // slots come back).
+    let later = Utc::now() + backend_manager::scheduler::STALLED_START;
+    assert_eq!(m.recover_stalled_starts(later).await.unwrap(), 1);
+    let s = settled(&m, id).await;
+    assert!(!s.status.holds_resources(), "{:?}", s.status);
+    assert_eq!(occupied_cpu(&m, &a).await, "0", "the slots are given back");
+}
+
+#[tokio::test]
+async fn a_start_stuck_creating_times_out_and_gives_the_slots_back() {
+    let m = manager().await;
+    let a = agent(&m, "4").await;
+    let id = enqueue(&m, "AKUSER", "stuck", &cpu("2"), 10, 0).await;
+    let kernel = m.store.kernels(id).await.unwrap().remove(0);
+    m.store.allocate(id, &[Placement { kernel_id: kernel.id, agent_id: a.clone() }], Utc::now()).await.unwrap();
+    for step in [KernelStatus::Preparing, KernelStatus::Creating] {
+        m.change_kernel(kernel.id, KernelChange::status(step, None)).await.unwrap();
+    }
+    assert_eq!(m.recover_stalled_starts(Utc::now() + backend_manager::scheduler::STALLED_START).await.unwrap(), 0);
+    let later = Utc::now() + backend_manager::scheduler::START_TIMEOUT;
+    assert_eq!(m.recover_stalled_starts(later).await.unwrap(), 1);
+    let s = session(&m, id).await;
+    assert!(!s.status.holds_resources(), "{:?}", s.status);
+    assert_eq!(s.status_info.as_deref(), Some("start-timeout"));
+    assert_eq!(occupied_cpu(&m, &a).await, "0");
 }

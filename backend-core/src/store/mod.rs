@@ -4,6 +4,7 @@
 //! Implementations: [`sqlite::SqliteStore`] (embedded, feature `sqlite`) and `postgres::PostgresStore` (clusters,
 //! feature `postgres`). Every implementation must pass [`crate::conformance::metadata_store`].
 
+pub mod faults;
 pub mod fixtures;
 #[cfg(feature = "postgres")]
 pub mod postgres;
