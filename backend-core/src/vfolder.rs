@@ -220,7 +220,19 @@ pub struct VFolderMount {
 }
 
 /// Names a folder may not take: they would shadow files every kernel needs in `/home/work`.
-pub const RESERVED_NAMES: &[&str] = &[".ssh", ".jupyter", ".local", ".config", ".cache", ".terminfo", ".tmux.conf", ".bashrc", ".profile", ".linuxbrew", "bai_logs"];
+pub const RESERVED_NAMES: &[&str] = &[
+    ".ssh",
+    ".jupyter",
+    ".local",
+    ".config",
+    ".cache",
+    ".terminfo",
+    ".tmux.conf",
+    ".bashrc",
+    ".profile",
+    ".linuxbrew",
+    "bai_logs",
+];
 
 /// Checks a folder name: 1-64 characters of letters, digits, `-`, `_` and `.`, not starting with `.` unless it is
 /// a dot-folder that is not reserved, not `.` or `..`, and not in [`RESERVED_NAMES`].

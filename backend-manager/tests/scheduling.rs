@@ -15,9 +15,9 @@ use backend_core::model::{
     KeyPair, KeyPairResourcePolicy, Role, ScalingGroup, SessionRecord, SessionResult, SessionType,
 };
 use backend_core::status::{KernelStatus, SessionStatus};
+use backend_core::store::faults::FaultyStore;
 use backend_core::store::fixtures::ensure_defaults;
 use backend_core::store::sqlite::SqliteStore;
-use backend_core::store::faults::FaultyStore;
 use backend_core::store::{KernelChange, Placement, SessionChange};
 use backend_core::{AccessKey, AgentId, ResourceSlots, SessionId};
 use backend_manager::{Manager, ManagerConfig};

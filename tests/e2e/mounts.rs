@@ -12,7 +12,11 @@ use serde_json::{json, Value};
 /// Uploads `data` to `path` in `folder` with request-upload and one tus PATCH.
 async fn upload(api: &Api, folder: &str, path: &str, data: &[u8]) {
     let a = api
-        .send(Method::POST, &format!("/folders/{folder}/request-upload"), Some(json!({"path": path, "size": data.len()})))
+        .send(
+            Method::POST,
+            &format!("/folders/{folder}/request-upload"),
+            Some(json!({"path": path, "size": data.len()})),
+        )
         .await;
     assert_eq!(a.status, 200, "request-upload: {}", a.body);
     let url = format!("{}?token={}", a.body["url"].as_str().unwrap(), a.body["token"].as_str().unwrap());
@@ -91,7 +95,9 @@ async fn mounts_scenario(stack: &Standalone, ro_enforced_in_kernel: bool) {
     assert_eq!(out.trim(), "10");
 
     // Shared read-only with another user: readable, but neither code in a session nor the API may write.
-    let a = owner.send(Method::POST, "/folders/data/invite", Some(json!({"perm": "ro", "user_ids": ["user@example.com"]}))).await;
+    let a = owner
+        .send(Method::POST, "/folders/data/invite", Some(json!({"perm": "ro", "user_ids": ["user@example.com"]})))
+        .await;
     assert!(a.status < 300, "invite: {}", a.body);
     let invitations = user.send(Method::GET, "/folders/invitations/list", None).await;
     assert_eq!(invitations.status, 200, "{}", invitations.body);
@@ -109,16 +115,15 @@ async fn mounts_scenario(stack: &Standalone, ro_enforced_in_kernel: bool) {
         assert!(lines.get(1).is_some_and(|l| l.starts_with("refused")), "a write to an ro mount fails: {out}");
         assert_eq!(download(&owner, "data", "x.txt").await.0, 404, "nothing was written");
     }
-    let a = user
-        .send(Method::POST, "/folders/data/request-upload", Some(json!({"path": "y.txt", "size": 1})))
-        .await;
+    let a = user.send(Method::POST, "/folders/data/request-upload", Some(json!({"path": "y.txt", "size": 1}))).await;
     assert_eq!(a.status, 403, "an ro share cannot upload: {}", a.body);
 
     // Bad mounts fail the create and leave nothing behind.
     let a = owner.create(json!({"image": "python", "name": "mnt-bad1", "config": {"mounts": ["nope"]}})).await;
     assert_eq!(a.status, 404, "{}", a.body);
     assert!(a.body["msg"].as_str().unwrap_or("").contains("nope"), "the error names the folder: {}", a.body);
-    let bad_map = json!({"image": "python", "name": "mnt-bad2", "config": {"mount_map": {"data": "/home/work/../../etc"}}});
+    let bad_map =
+        json!({"image": "python", "name": "mnt-bad2", "config": {"mount_map": {"data": "/home/work/../../etc"}}});
     let a = owner.create(bad_map).await;
     assert_eq!(a.status, 400, "{}", a.body);
     let a = user.create(json!({"image": "python", "name": "mnt-bad3", "config": {"mounts": ["data", "nope"]}})).await;

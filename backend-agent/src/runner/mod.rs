@@ -238,7 +238,10 @@ fn mount_folders(specs: &[String]) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(dst);
             std::os::unix::fs::symlink(src, dst).with_context(|| format!("cannot link {}", dst.display()))?;
             if *read_only {
-                eprintln!("backend-kernel-runner: {} is read-only but not running as root: linked, not enforced", dst.display());
+                eprintln!(
+                    "backend-kernel-runner: {} is read-only but not running as root: linked, not enforced",
+                    dst.display()
+                );
             }
         }
     }
