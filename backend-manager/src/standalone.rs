@@ -147,8 +147,10 @@ fn write_credentials(file: &Path, endpoint: &str, kp: &KeyPair) -> anyhow::Resul
 impl Standalone {
     /// Starts the stack and returns once the agent has registered, so sessions can be created at once.
     pub async fn start(config: StandaloneConfig) -> anyhow::Result<Self> {
-        let data = &config.data_dir;
-        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+        // Kernels run in directories of their own, so every path handed to them must be absolute.
+        let data = &std::fs::canonicalize(&config.data_dir)
+            .with_context(|| format!("resolving {}", config.data_dir.display()))?;
         let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data.join("metadata.db"))?);
         backend_core::store::fixtures::ensure_defaults(store.as_ref()).await?;
         let bus: Arc<dyn EventBus> = Arc::new(LocalEventBus::new());

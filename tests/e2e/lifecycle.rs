@@ -223,3 +223,21 @@ async fn batch_sessions_run_their_command_and_record_the_result() {
     assert!(agent.occupied_slots.is_zero());
     stack.shutdown().await;
 }
+
+/// `--data-dir ./data`, as the README starts a standalone server: kernels run in directories of their own, so a
+/// relative data directory must not leak relative paths to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_data_directory_runs_sessions_and_mounts() {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let relative = dir.path().strip_prefix(std::env::current_dir().unwrap()).unwrap().to_owned();
+    assert!(relative.is_relative());
+    let stack = start(&relative).await;
+    let api = Api::new(&stack.endpoint, &stack.admin);
+    let a = api.send(Method::POST, "/folders", Some(json!({"name": "rel"}))).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let a = api.create(json!({"image": "python", "name": "rel-data", "config": {"mounts": ["rel"]}})).await;
+    assert_eq!((a.status, a.body["status"].as_str()), (201, Some("RUNNING")), "{}", a.body);
+    let (out, _, _) = api.run("rel-data", "import os\nprint(os.path.isdir('rel'))").await;
+    assert_eq!(out.trim(), "True");
+    stack.shutdown().await;
+}

@@ -72,12 +72,17 @@ pub struct LocalStorage {
 }
 
 impl LocalStorage {
-    /// Volumes by name and root directory (created when missing).
+    /// Volumes by name and root directory (created when missing). Roots are made absolute: folder paths go to
+    /// kernels (bind mounts) that do not share this process's working directory.
     pub fn new(volumes: impl IntoIterator<Item = (String, PathBuf)>) -> Result<Self> {
-        let volumes: BTreeMap<_, _> = volumes.into_iter().collect();
-        for root in volumes.values() {
-            std::fs::create_dir_all(root).map_err(|e| Error::io(format!("creating volume {}", root.display()), e))?;
+        let mut absolute = BTreeMap::new();
+        for (name, root) in volumes {
+            std::fs::create_dir_all(&root).map_err(|e| Error::io(format!("creating volume {}", root.display()), e))?;
+            let root = std::fs::canonicalize(&root)
+                .map_err(|e| Error::io(format!("resolving volume {}", root.display()), e))?;
+            absolute.insert(name, root);
         }
+        let volumes = absolute;
         let proc_fd = Path::new("/proc/self/fd").is_dir();
         Ok(Self { volumes, proc_fd, appending: Arc::default(), owner: None })
     }
@@ -813,6 +818,16 @@ mod tests {
         for bad in ["/etc/passwd", "../x", "a/../../x", "a/..", "a\0b", "a\\..\\b"] {
             assert!(matches!(components(bad), Err(Error::InvalidParams { .. })), "{bad:?} refused");
         }
+    }
+
+    #[tokio::test]
+    async fn folder_paths_are_absolute_whatever_the_volume_was_named_by() {
+        let dir = tempfile::tempdir_in(".").unwrap();
+        let relative = dir.path().strip_prefix(std::env::current_dir().unwrap()).unwrap().join("vol");
+        assert!(relative.is_relative());
+        let storage = LocalStorage::new([("local".to_owned(), relative)]).unwrap();
+        let path = storage.create_folder("local", VFolderId::new()).await.unwrap();
+        assert!(path.is_absolute(), "{}", path.display());
     }
 
     #[tokio::test]
