@@ -50,6 +50,7 @@ async fn kernels_get_cgroup_limits_where_allowed() {
         cluster_hostname: "main1".into(),
         cluster_size: 1,
         mounts: vec![],
+        bootstrap_script: None,
     };
     let handle = runtime.create_kernel(&spec).await.unwrap();
     let dirs = cgroups.dirs(spec.kernel_id);

@@ -307,6 +307,9 @@ pub struct SessionRecord {
     /// CPU architecture asked for (`x86_64`, `aarch64`); `None`: any.
     #[serde(default)]
     pub architecture: Option<String>,
+    /// A shell script every kernel runs once, in `/home/work`, before it takes code.
+    #[serde(default)]
+    pub bootstrap_script: Option<String>,
     /// Virtual folders mounted into every kernel, resolved at create time.
     #[serde(default)]
     pub vfolder_mounts: Vec<crate::vfolder::VFolderMount>,

@@ -45,6 +45,9 @@ pub struct KernelSpec {
     /// Virtual folders to mount.
     #[serde(default)]
     pub mounts: Vec<crate::vfolder::VFolderMount>,
+    /// A shell script to run once before the kernel takes code (its output goes to the kernel's log).
+    #[serde(default)]
+    pub bootstrap_script: Option<String>,
 }
 
 /// Where a kernel's runner listens.

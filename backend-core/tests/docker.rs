@@ -92,6 +92,7 @@ fn spec(image: &str, owner: &str, mem: u64) -> KernelSpec {
         cluster_hostname: "main1".into(),
         cluster_size: 1,
         mounts: vec![],
+        bootstrap_script: None,
     }
 }
 

@@ -321,6 +321,7 @@ impl Manager {
             dependencies,
             designated_agents,
             architecture,
+            bootstrap_script: req.bootstrap_script.clone().filter(|s| !s.trim().is_empty()),
             vfolder_mounts,
         };
         let pending = PendingSession::from_records(&session, &kernels);
@@ -398,6 +399,7 @@ impl Manager {
             cluster_hostname: k.cluster_hostname.clone(),
             cluster_size: session.cluster_size,
             mounts: session.vfolder_mounts.clone(),
+            bootstrap_script: session.bootstrap_script.clone(),
         }
     }
 
@@ -621,9 +623,6 @@ fn refuse_unsupported(req: &CreateSessionRequest) -> Result<()> {
     let set = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.trim().is_empty());
     if !req.config.preopen_ports.is_empty() {
         return refuse("config.preopen_ports", "service ports are not available on this server yet");
-    }
-    if set(&req.bootstrap_script) {
-        return refuse("bootstrap_script", "run it as the first execution instead");
     }
     if set(&req.callback_url) {
         return refuse("callback_url", "status callbacks are not available yet; use GET /events/session");

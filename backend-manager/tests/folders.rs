@@ -606,6 +606,7 @@ async fn a_mounted_folder_cannot_be_deleted() {
         dependencies: Vec::new(),
         designated_agents: Vec::new(),
         architecture: None,
+        bootstrap_script: None,
         vfolder_mounts: mounts,
     };
     h.m.store.insert_session(&session, &[]).await.unwrap();

@@ -39,7 +39,6 @@ async fn refusals_have_the_right_status_and_leave_nothing() {
         (json!({"image": "python", "name": "bad-type", "type": "forever"}), 400, "invalid-api-params"),
         (json!({"image": 42, "name": "wrong-type"}), 400, "invalid-api-params"),
         (json!({"image": "python", "name": "with-mount", "config": {"mounts": ["data"]}}), 404, "vfolder-not-found"),
-        (json!({"image": "python", "name": "bootstrap", "bootstrap_script": "echo hi"}), 400, "invalid-api-params"),
         (json!({"image": "python", "name": "later", "starts_at": "whenever"}), 400, "invalid-api-params"),
         (json!({"image": "python", "name": "depends", "dependencies": ["no-such-session"]}), 404, "session-not-found"),
         (json!({"image": "python", "name": "callback", "callback_url": "http://x"}), 400, "invalid-api-params"),

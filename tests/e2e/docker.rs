@@ -96,13 +96,17 @@ async fn docker_session_executes_transfers_files_and_leaves_nothing() {
     let _cleanup = Cleanup(dir.path().to_owned());
     let stack = start(dir.path(), false).await;
     let api = Api::new(&stack.endpoint, &stack.admin);
-    let created = api.create(json!({"image": "python", "name": "dock"})).await;
+    // The bootstrap script runs in /home/work as the kernel's user before the kernel takes code.
+    let created =
+        api.create(json!({"image": "python", "name": "dock", "bootstrap_script": "id -u > booted.txt\n"})).await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.body["status"], "RUNNING", "{}", created.body);
     assert_eq!(containers(dir.path()).len(), 1, "the kernel is a container");
 
     let (out, _, code) = api.run("dock", "print(1)").await;
     assert_eq!((out.as_str(), code), ("1\n", 0));
+    let (out, _, _) = api.run("dock", "print(open('booted.txt').read().strip())").await;
+    assert_eq!(out.trim(), "1000", "the bootstrap script ran before the first execution");
     let (out, _, _) = api.run("dock", "import os\nprint(os.getuid(), os.environ['BACKENDAI_CLUSTER_HOST'])").await;
     assert_eq!(out.trim(), "1000 main1", "runs as the work user with its cluster host name");
 

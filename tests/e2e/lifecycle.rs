@@ -241,3 +241,25 @@ async fn a_relative_data_directory_runs_sessions_and_mounts() {
     assert_eq!(out.trim(), "True");
     stack.shutdown().await;
 }
+
+/// `bootstrap_script` runs once in the kernel's work directory before it takes code; a failing script is logged and
+/// the kernel still starts (as in Backend.AI), and a restart runs it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_script_runs_before_the_first_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let api = Api::new(&stack.endpoint, &stack.admin);
+    let script = "echo prepared >> boot.txt\nmkdir -p lib\n";
+    let a = api.create(json!({"image": "python", "name": "boot", "bootstrap_script": script})).await;
+    assert_eq!((a.status, a.body["status"].as_str()), (201, Some("RUNNING")), "{}", a.body);
+    let (out, _, _) = api.run("boot", "import os\nprint(open('boot.txt').read().split(), os.path.isdir('lib'))").await;
+    assert_eq!(out.trim(), "['prepared'] True");
+    let a = api.send(Method::PATCH, "/session/boot", None).await;
+    assert!(a.status < 300, "restart: {}", a.body);
+    let (out, _, _) = api.run("boot", "print(open('boot.txt').read().split())").await;
+    assert_eq!(out.trim(), "['prepared', 'prepared']", "a restart runs it again");
+
+    let a = api.create(json!({"image": "python", "name": "boot-fails", "bootstrap_script": "exit 3"})).await;
+    assert_eq!((a.status, a.body["status"].as_str()), (201, Some("RUNNING")), "{}", a.body);
+    stack.shutdown().await;
+}

@@ -82,6 +82,10 @@ struct Cli {
     /// runtime's way to mount folders, Docker bind-mounts them itself).
     #[arg(long = "mount", value_name = "SRC:DST:MODE")]
     mounts: Vec<String>,
+    /// A shell script to run in the work directory before listening (the session's bootstrap script); its output
+    /// goes to the runner's own output (the kernel's log), and a failure is logged, not fatal.
+    #[arg(long, value_name = "FILE")]
+    bootstrap: Option<PathBuf>,
 }
 
 /// The languages the runner hosts.
@@ -254,6 +258,14 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     anyhow::ensure!(workdir.is_dir(), "work directory {} is not a directory", workdir.display());
+    if let Some(script) = &cli.bootstrap {
+        // Before listening: the kernel is not ready, and takes no code, until its bootstrap has run.
+        match tokio::process::Command::new("/bin/sh").arg(script).current_dir(&workdir).status().await {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("backend-kernel-runner: the bootstrap script ended with {status}"),
+            Err(e) => eprintln!("backend-kernel-runner: cannot run the bootstrap script: {e}"),
+        }
+    }
     let cfg = Arc::new(Config { lang: cli.lang, python: cli.python, workdir });
     let listener = bind(&cli.socket)?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;

@@ -278,6 +278,11 @@ impl ContainerRuntime for ProcessRuntime {
         for mount in &spec.mounts {
             cmd.arg("--mount").arg(mount_arg(mount, &work)?);
         }
+        if let Some(script) = &spec.bootstrap_script {
+            let file = dir.join("bootstrap.sh");
+            tokio::fs::write(&file, script).await.map_err(|e| Error::io("writing the bootstrap script", e))?;
+            cmd.arg("--bootstrap").arg(file);
+        }
         cmd.envs(Self::environ(spec, &work))
             .current_dir(&work)
             .stdin(Stdio::null())

@@ -27,6 +27,7 @@ fn spec(image: &ImageInfo) -> KernelSpec {
         cluster_hostname: "main1".into(),
         cluster_size: 1,
         mounts: vec![],
+        bootstrap_script: None,
     }
 }
 

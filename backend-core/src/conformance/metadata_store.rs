@@ -179,6 +179,7 @@ pub fn pending_session(
         designated_agents: vec![],
         architecture: None,
         vfolder_mounts: vec![],
+        bootstrap_script: None,
     };
     (session, kernel_records)
 }
@@ -519,8 +520,8 @@ pub async fn sessions_insert_and_find(store: &dyn MetadataStore) {
     assert_eq!(store.session(stray.id).await.unwrap(), None);
 }
 
-/// Scheduling predicates: a start time, dependencies, designated agents and an architecture read back as written,
-/// from every read path, and survive a status change.
+/// Scheduling predicates: a start time, dependencies, designated agents and an architecture (and the bootstrap
+/// script) read back as written, from every read path, and survive a status change.
 pub async fn session_predicates(store: &dyn MetadataStore) {
     let owner = new_owner(store).await;
     let (first, first_kernels) = pending_session(&owner, &unique_name("dep"), 1, &cpu("1"), now());
@@ -533,6 +534,7 @@ pub async fn session_predicates(store: &dyn MetadataStore) {
     session.dependencies = vec![first.id, second.id];
     session.designated_agents = vec![AgentId::from("agent-a"), AgentId::from("agent-b")];
     session.architecture = Some("aarch64".into());
+    session.bootstrap_script = Some("pip install --user tqdm\n".into());
     store.insert_session(&session, &kernels).await.expect("insert session");
 
     assert_eq!(store.session(session.id).await.unwrap(), Some(session.clone()), "reads back as written");

@@ -52,6 +52,8 @@ pub const LABEL_ROOT: &str = "ai.backend.rs.root";
 pub const RUNNER_PATH: &str = "/opt/backend.ai/bin/backend-kernel-runner";
 /// Where the directory holding the runner's socket is mounted inside a kernel.
 pub const IPC_DIR: &str = "/opt/backend.ai/ipc";
+/// The session's bootstrap script, in [`IPC_DIR`].
+const BOOTSTRAP_FILE: &str = "bootstrap.sh";
 pub use super::KERNEL_UID;
 
 /// The network a kernel container is attached to.
@@ -406,7 +408,7 @@ impl DockerRuntime {
     }
 
     /// The kernel's host directories, owned by the kernel's user so the runner can listen and code can write.
-    fn prepare_dirs(&self, id: KernelId) -> Result<()> {
+    fn prepare_dirs(&self, id: KernelId, bootstrap_script: Option<&str>) -> Result<()> {
         let dir = self.kernel_dir(id);
         for sub in ["work", "ipc"] {
             let path = dir.join(sub);
@@ -417,6 +419,11 @@ impl DockerRuntime {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
                     .map_err(|e| Error::io(format!("opening {} to the kernel", path.display()), e))?;
             }
+        }
+        if let Some(script) = bootstrap_script {
+            // Beside the runner's socket: only the agent and the kernel see the directory.
+            let path = dir.join("ipc").join(BOOTSTRAP_FILE);
+            std::fs::write(&path, script).map_err(|e| Error::io("writing the bootstrap script", e))?;
         }
         let socket = self.socket_path(id);
         match std::fs::remove_file(&socket) {
@@ -444,6 +451,9 @@ impl DockerRuntime {
             ]
             .map(str::to_owned),
         );
+        if spec.bootstrap_script.is_some() {
+            entrypoint.extend(["--bootstrap".to_owned(), format!("{IPC_DIR}/{BOOTSTRAP_FILE}")]);
+        }
         let labels = HashMap::from([
             (LABEL_KERNEL_ID.to_owned(), spec.kernel_id.to_string()),
             (LABEL_SESSION_ID.to_owned(), spec.session_id.to_string()),
@@ -842,7 +852,7 @@ impl ContainerRuntime for DockerRuntime {
         let wanted =
             resolve_image(&infos, &spec.image).ok_or_else(|| Error::ImageNotFound { image: spec.image.clone() })?;
         let image = images.iter().find(|i| i.info.name == wanted.name).expect("resolved among these").clone();
-        self.prepare_dirs(spec.kernel_id)?;
+        self.prepare_dirs(spec.kernel_id, spec.bootstrap_script.as_deref())?;
         let since = chrono::Utc::now().timestamp() - 1;
         let started = async {
             // The owner's network may not be removed between its creation and the container joining it.

@@ -428,6 +428,7 @@ struct SessionRow {
     dependencies: Value,
     designated_agents: Value,
     architecture: Option<String>,
+    bootstrap_script: Option<String>,
     vfolder_mounts: Value,
 }
 
@@ -458,6 +459,7 @@ impl SessionRow {
             dependencies: to_json(&s.dependencies)?,
             designated_agents: to_json(&s.designated_agents)?,
             architecture: s.architecture.clone(),
+            bootstrap_script: s.bootstrap_script.clone(),
             vfolder_mounts: to_json(&s.vfolder_mounts)?,
         })
     }
@@ -478,6 +480,7 @@ impl SessionRow {
             dependencies: from_json("dependencies", self.dependencies)?,
             designated_agents: from_json("designated agents", self.designated_agents)?,
             architecture: self.architecture,
+            bootstrap_script: self.bootstrap_script,
             vfolder_mounts: from_json("vfolder mounts", self.vfolder_mounts)?,
             name: self.name,
             access_key: AccessKey(self.access_key),

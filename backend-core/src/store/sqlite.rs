@@ -335,6 +335,7 @@ struct SessionRow {
     dependencies: String,
     designated_agents: String,
     architecture: Option<String>,
+    bootstrap_script: Option<String>,
     vfolder_mounts: String,
 }
 
@@ -365,6 +366,7 @@ impl SessionRow {
             dependencies: to_json(&s.dependencies)?,
             designated_agents: to_json(&s.designated_agents)?,
             architecture: s.architecture.clone(),
+            bootstrap_script: s.bootstrap_script.clone(),
             vfolder_mounts: to_json(&s.vfolder_mounts)?,
         })
     }
@@ -385,6 +387,7 @@ impl SessionRow {
             dependencies: from_json("dependencies", &self.dependencies)?,
             designated_agents: from_json("designated agents", &self.designated_agents)?,
             architecture: self.architecture,
+            bootstrap_script: self.bootstrap_script,
             vfolder_mounts: from_json("vfolder mounts", &self.vfolder_mounts)?,
             name: self.name,
             access_key: AccessKey(self.access_key),

@@ -65,6 +65,7 @@ diesel::table! {
         dependencies -> Jsonb,
         designated_agents -> Jsonb,
         architecture -> Nullable<Text>,
+        bootstrap_script -> Nullable<Text>,
         vfolder_mounts -> Jsonb,
     }
 }

@@ -65,6 +65,7 @@ diesel::table! {
         dependencies -> Text,
         designated_agents -> Text,
         architecture -> Nullable<Text>,
+        bootstrap_script -> Nullable<Text>,
         vfolder_mounts -> Text,
     }
 }
