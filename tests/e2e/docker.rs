@@ -6,7 +6,6 @@
 
 use crate::common::Api;
 use backend_agent::runtime::RuntimeKind;
-use backend_core::auth::{authorization_header, SignedParts, API_VERSION};
 use backend_manager::standalone::{Standalone, StandaloneConfig};
 use reqwest::Method;
 use serde_json::json;
@@ -66,28 +65,8 @@ impl Drop for Cleanup {
 
 /// Sends a signed request with a raw body of `content_type`; answers the status and the body.
 async fn send(api: &Api, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-    let host = api.endpoint.trim_start_matches("http://").to_owned();
-    let date = chrono::Utc::now().to_rfc3339();
-    let parts = SignedParts {
-        method: method.as_str(),
-        path_and_query: path,
-        date: &date,
-        host: &host,
-        content_type: content_type.split(';').next().unwrap().trim(),
-        api_version: API_VERSION,
-    };
-    let auth = authorization_header(&api.access_key, &api.secret_key, &parts).unwrap();
-    let resp = reqwest::Client::new()
-        .request(method, format!("{}{path}", api.endpoint))
-        .header("Date", &date)
-        .header("X-BackendAI-Version", API_VERSION)
-        .header("Authorization", auth)
-        .header("Content-Type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("request sent");
-    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+    let (status, _, body) = crate::common::send_typed(api, method, path, content_type, body).await;
+    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,7 @@
 //! File transfers: upload into a session's work directory, use the file from code, list, download, and refuse paths
 //! that leave the work directory.
 
-use crate::common::{start, Api};
-use backend_core::auth::{authorization_header, SignedParts, API_VERSION};
+use crate::common::{send_typed as send, start, Api};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -22,36 +21,6 @@ fn multipart(files: &[(&str, &[u8])]) -> Vec<u8> {
     }
     body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
     body
-}
-
-/// Sends a signed request with a body of `content_type` (signed as its bare media type, like the official client);
-/// answers the status, the content type and the raw body.
-async fn send(api: &Api, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> (u16, String, Vec<u8>) {
-    let host = api.endpoint.trim_start_matches("http://").to_owned();
-    let date = chrono::Utc::now().to_rfc3339();
-    let bare = content_type.split(';').next().unwrap().trim();
-    let parts = SignedParts {
-        method: method.as_str(),
-        path_and_query: path,
-        date: &date,
-        host: &host,
-        content_type: bare,
-        api_version: API_VERSION,
-    };
-    let auth = authorization_header(&api.access_key, &api.secret_key, &parts).unwrap();
-    let resp = reqwest::Client::new()
-        .request(method, format!("{}{path}", api.endpoint))
-        .header("Date", &date)
-        .header("X-BackendAI-Version", API_VERSION)
-        .header("Authorization", auth)
-        .header("Content-Type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("request sent");
-    let status = resp.status().as_u16();
-    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    (status, ct, resp.bytes().await.unwrap().to_vec())
 }
 
 async fn upload(api: &Api, name: &str, files: &[(&str, &[u8])]) -> (u16, Value) {
