@@ -50,6 +50,35 @@ pub struct KernelSpec {
     pub bootstrap_script: Option<String>,
 }
 
+impl KernelSpec {
+    /// The kernel's environment: the request's variables, then the `BACKENDAI_*` ones every kernel gets (cluster
+    /// hosts, role, rank, ...), with `HOME` at `home`.
+    pub fn environ(&self, home: &str) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = self.environ.clone();
+        let hosts: Vec<String> =
+            std::iter::once("main1".to_owned()).chain((1..self.cluster_size).map(|i| format!("sub{i}"))).collect();
+        let local_rank = if self.cluster_role == "main" { 0 } else { self.cluster_idx };
+        for (k, v) in [
+            ("BACKENDAI_KERNEL_ID", self.kernel_id.to_string()),
+            ("BACKENDAI_SESSION_ID", self.session_id.to_string()),
+            ("BACKENDAI_KERNEL_IMAGE", self.image.clone()),
+            ("BACKENDAI_ACCESS_KEY", self.owner.to_string()),
+            ("BACKENDAI_CLUSTER_ROLE", self.cluster_role.clone()),
+            ("BACKENDAI_CLUSTER_IDX", self.cluster_idx.to_string()),
+            ("BACKENDAI_CLUSTER_HOST", self.cluster_hostname.clone()),
+            ("BACKENDAI_CLUSTER_HOSTS", hosts.join(",")),
+            ("BACKENDAI_CLUSTER_SIZE", self.cluster_size.to_string()),
+            ("BACKENDAI_CLUSTER_REPLICAS", format!("main:1,sub:{}", self.cluster_size.saturating_sub(1))),
+            ("BACKENDAI_CLUSTER_LOCAL_RANK", local_rank.to_string()),
+            ("HOME", home.to_owned()),
+            ("LANG", "C.UTF-8".to_owned()),
+        ] {
+            env.insert(k.to_owned(), v);
+        }
+        env
+    }
+}
+
 /// Where a kernel's runner listens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

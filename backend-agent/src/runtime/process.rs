@@ -14,7 +14,7 @@ use backend_core::ResourceSlots;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -168,31 +168,6 @@ impl ProcessRuntime {
         self.config.root.join(id.to_string())
     }
 
-    fn environ(spec: &KernelSpec, work: &Path) -> BTreeMap<String, String> {
-        let mut env: BTreeMap<String, String> = spec.environ.clone();
-        let hosts: Vec<String> =
-            std::iter::once("main1".to_owned()).chain((1..spec.cluster_size).map(|i| format!("sub{i}"))).collect();
-        let local_rank = if spec.cluster_role == "main" { 0 } else { spec.cluster_idx };
-        for (k, v) in [
-            ("BACKENDAI_KERNEL_ID", spec.kernel_id.to_string()),
-            ("BACKENDAI_SESSION_ID", spec.session_id.to_string()),
-            ("BACKENDAI_KERNEL_IMAGE", spec.image.clone()),
-            ("BACKENDAI_ACCESS_KEY", spec.owner.to_string()),
-            ("BACKENDAI_CLUSTER_ROLE", spec.cluster_role.clone()),
-            ("BACKENDAI_CLUSTER_IDX", spec.cluster_idx.to_string()),
-            ("BACKENDAI_CLUSTER_HOST", spec.cluster_hostname.clone()),
-            ("BACKENDAI_CLUSTER_HOSTS", hosts.join(",")),
-            ("BACKENDAI_CLUSTER_SIZE", spec.cluster_size.to_string()),
-            ("BACKENDAI_CLUSTER_REPLICAS", format!("main:1,sub:{}", spec.cluster_size.saturating_sub(1))),
-            ("BACKENDAI_CLUSTER_LOCAL_RANK", local_rank.to_string()),
-            ("HOME", work.display().to_string()),
-            ("LANG", "C.UTF-8".to_owned()),
-        ] {
-            env.insert(k.to_owned(), v);
-        }
-        env
-    }
-
     fn track(&self, id: KernelId, pid: i32, handle: KernelHandle, exit: watch::Receiver<Option<KernelExit>>) {
         self.kernels.lock().expect("kernels").insert(id, Running { pid, handle, exit });
     }
@@ -283,7 +258,7 @@ impl ContainerRuntime for ProcessRuntime {
             tokio::fs::write(&file, script).await.map_err(|e| Error::io("writing the bootstrap script", e))?;
             cmd.arg("--bootstrap").arg(file);
         }
-        cmd.envs(Self::environ(spec, &work))
+        cmd.envs(spec.environ(&work.display().to_string()))
             .current_dir(&work)
             .stdin(Stdio::null())
             .stdout(log)

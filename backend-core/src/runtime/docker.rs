@@ -30,7 +30,7 @@ use futures::StreamExt;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -221,28 +221,8 @@ fn kernel_ulimits(config: &DockerRuntimeConfig) -> Vec<ResourcesUlimits> {
 }
 
 fn environ(spec: &KernelSpec) -> Vec<String> {
-    let mut env: BTreeMap<String, String> = spec.environ.clone();
-    let hosts: Vec<String> =
-        std::iter::once("main1".to_owned()).chain((1..spec.cluster_size).map(|i| format!("sub{i}"))).collect();
-    let local_rank = if spec.cluster_role == "main" { 0 } else { spec.cluster_idx };
-    for (k, v) in [
-        ("BACKENDAI_KERNEL_ID", spec.kernel_id.to_string()),
-        ("BACKENDAI_SESSION_ID", spec.session_id.to_string()),
-        ("BACKENDAI_KERNEL_IMAGE", spec.image.clone()),
-        ("BACKENDAI_ACCESS_KEY", spec.owner.to_string()),
-        ("BACKENDAI_CLUSTER_ROLE", spec.cluster_role.clone()),
-        ("BACKENDAI_CLUSTER_IDX", spec.cluster_idx.to_string()),
-        ("BACKENDAI_CLUSTER_HOST", spec.cluster_hostname.clone()),
-        ("BACKENDAI_CLUSTER_HOSTS", hosts.join(",")),
-        ("BACKENDAI_CLUSTER_SIZE", spec.cluster_size.to_string()),
-        ("BACKENDAI_CLUSTER_REPLICAS", format!("main:1,sub:{}", spec.cluster_size.saturating_sub(1))),
-        ("BACKENDAI_CLUSTER_LOCAL_RANK", local_rank.to_string()),
-        ("HOME", "/home/work".to_owned()),
-        ("USER", "work".to_owned()),
-        ("LANG", "C.UTF-8".to_owned()),
-    ] {
-        env.insert(k.to_owned(), v);
-    }
+    let mut env = spec.environ("/home/work");
+    env.insert("USER".into(), "work".into());
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
