@@ -80,6 +80,14 @@ pub trait EventBus: Send + Sync {
     /// Publishes an event: broadcast events to every current subscriber, anycast events to one consumer of each
     /// consumer group.
     async fn publish(&self, event: Event) -> Result<()>;
+    /// Publishes several events in order, as [`EventBus::publish`] would one by one (a networked bus sends them in
+    /// one round trip). On an error, the events before the failing one may have been published.
+    async fn publish_all(&self, events: Vec<Event>) -> Result<()> {
+        for event in events {
+            self.publish(event).await?;
+        }
+        Ok(())
+    }
     /// Subscribes to broadcast events published from now on.
     async fn subscribe(&self) -> Result<EventStream>;
     /// Joins consumer group `group` for anycast events: each event published after the group first exists goes to

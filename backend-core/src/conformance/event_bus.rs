@@ -31,6 +31,30 @@ fn exited(n: u32) -> Event {
 pub async fn run(bus: &dyn EventBus) {
     broadcast_reaches_every_subscriber(bus).await;
     anycast_reaches_one_consumer_per_group(bus).await;
+    publish_all_keeps_order(bus).await;
+}
+
+/// Events published together arrive like events published one by one: broadcast ones at a subscriber in order,
+/// anycast ones at the group's consumer.
+pub async fn publish_all_keeps_order(bus: &dyn EventBus) {
+    let group = format!("conformance-all-{}", uuid::Uuid::new_v4());
+    let mut sub = bus.subscribe().await.expect("subscribe");
+    let mut consumer = bus.consume(&group).await.expect("consume");
+    let ids: Vec<SessionId> = (0..50).map(|_| SessionId::new()).collect();
+    let mut events: Vec<Event> = ids.iter().map(|id| lifecycle(*id)).collect();
+    events.push(exited(7));
+    bus.publish_all(events).await.expect("publish_all");
+    bus.publish_all(Vec::new()).await.expect("publish nothing");
+    let mut seen = Vec::new();
+    while seen.len() < ids.len() {
+        let ev = tokio::time::timeout(WAIT, sub.next()).await.expect("broadcast event in time").expect("open");
+        if let Some(id) = ev.session_id().filter(|id| ids.contains(id)) {
+            seen.push(id);
+        }
+    }
+    assert_eq!(seen, ids, "events published together arrive in order");
+    let ev = tokio::time::timeout(WAIT, consumer.next()).await.expect("anycast event in time").expect("open");
+    assert!(matches!(ev, Event::KernelExited { exit_code: Some(7), .. }), "{ev:?}");
 }
 
 /// Two subscribers both receive a broadcast event, in publish order.

@@ -122,6 +122,26 @@ impl EventBus for RedisEventBus {
         Ok(())
     }
 
+    /// One pipeline: the events go in one round trip, in order.
+    async fn publish_all(&self, events: Vec<Event>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for event in &events {
+            let json = serde_json::to_string(event).map_err(Error::internal)?;
+            if event.is_anycast() {
+                pipe.xadd_maxlen(&self.stream, StreamMaxlen::Approx(self.max_stream_len), "*", &[("event", json)])
+                    .ignore();
+            } else {
+                pipe.publish(&self.channel, json).ignore();
+            }
+        }
+        let mut conn = self.pool.get().await.map_err(|e| unavailable("publishing events", e))?;
+        let () = pipe.query_async(&mut *conn).await.map_err(|e| unavailable("publishing events", e))?;
+        Ok(())
+    }
+
     /// Subscribers of one bus (and its clones) share one pub/sub connection: the first opens it, later ones join
     /// its local fan-out, and it closes when the last subscription is dropped. A subscriber that falls more than
     /// 65,536 events behind misses the oldest (logged), as with the in-process bus.
