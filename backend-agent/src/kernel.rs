@@ -33,6 +33,8 @@ struct RunState {
     active: bool,
     /// True while the run waits for input.
     waiting_input: bool,
+    /// The run passed its time limit: its end is reported as `exec-timeout`.
+    timed_out: bool,
     items: VecDeque<Item>,
     pending_bytes: usize,
     truncated: bool,
@@ -97,10 +99,12 @@ impl RunState {
             RunnerEvent::BuildFinished { run_id, exit_code } if current(self, &run_id) => {
                 self.milestone(RunStatus::BuildFinished, Some(exit_code), None)
             }
+            RunnerEvent::TimedOut { run_id } if current(self, &run_id) && self.active => self.timed_out = true,
             RunnerEvent::Finished { run_id, exit_code } if current(self, &run_id) => {
                 self.active = false;
                 self.waiting_input = false;
-                self.milestone(RunStatus::Finished, Some(exit_code), None);
+                let status = if self.timed_out { RunStatus::ExecTimeout } else { RunStatus::Finished };
+                self.milestone(status, Some(exit_code), None);
             }
             RunnerEvent::Completion { items } => {
                 if let Some(tx) = self.completion.take() {
@@ -194,12 +198,14 @@ impl KernelConn {
     }
 
     /// Carries out one execute call and answers within about `flush` (a run that has not reached a milestone by
-    /// then is `continued`).
+    /// then is `continued`). A query or batch call's `options.exec_timeout` (seconds) limits the run it starts, from
+    /// its start and across continue calls (in batch mode, each command); a run that passes it ends `exec-timeout`.
     pub async fn execute(&self, req: ExecuteRequest, flush: Duration) -> Result<ExecutionResult> {
         let _guard = self.exec_lock.lock().await;
         let run_id = match req.mode {
             ExecuteMode::Query | ExecuteMode::Batch => {
                 let run_id = req.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+                let limit = backend_core::api::exec_timeout(&req.options)?;
                 {
                     let mut st = self.state.lock().expect("run state");
                     if st.closed {
@@ -219,8 +225,15 @@ impl KernelConn {
                 } else {
                     (RunMode::Query, BatchOptions::default())
                 };
-                self.send(RunnerRequest::Execute { run_id: run_id.clone(), mode, code: req.code.clone(), options })
-                    .await?;
+                let timeout_ms = limit.map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX).max(1));
+                self.send(RunnerRequest::Execute {
+                    run_id: run_id.clone(),
+                    mode,
+                    code: req.code.clone(),
+                    options,
+                    timeout_ms,
+                })
+                .await?;
                 run_id
             }
             ExecuteMode::Continue | ExecuteMode::Input => {

@@ -119,6 +119,7 @@ fn query(run_id: &str, code: &str) -> RunnerRequest {
         mode: RunMode::Query,
         code: code.into(),
         options: BatchOptions::default(),
+        timeout_ms: None,
     }
 }
 
@@ -132,6 +133,7 @@ fn batch(run_id: &str, clean: Option<&str>, build: Option<&str>, exec: Option<&s
             build: build.map(Into::into),
             exec: exec.map(Into::into),
         },
+        timeout_ms: None,
     }
 }
 
@@ -626,4 +628,144 @@ async fn die_with_parent_shuts_down_when_the_parent_exits() {
         assert!(std::time::Instant::now() < deadline, "the runner outlived its parent");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A request with a time limit (`timeout_ms`).
+fn limited(request: RunnerRequest, limit_ms: u64) -> RunnerRequest {
+    match request {
+        RunnerRequest::Execute { run_id, mode, code, options, .. } => {
+            RunnerRequest::Execute { run_id, mode, code, options, timeout_ms: Some(limit_ms) }
+        }
+        other => other,
+    }
+}
+
+fn timed_out_before_finished(run: &Run) -> bool {
+    let timed_out = run.events.iter().position(|ev| matches!(ev, RunnerEvent::TimedOut { .. }));
+    let finished = run.events.iter().position(is_finished);
+    matches!((timed_out, finished), (Some(t), Some(f)) if t < f)
+}
+
+#[tokio::test]
+async fn python_run_past_its_time_limit_is_interrupted_and_the_state_kept() {
+    let runner = Runner::start("python");
+    let (mut agent, _) = runner.connect().await;
+    assert_eq!(agent.execute("r1", "x = 11").await.exit_code, 0);
+
+    agent.send(limited(query("r2", "print('spinning')\nwhile True:\n    pass"), 1000)).await;
+    let run = agent.finish("r2").await;
+    assert!(timed_out_before_finished(&run), "{:?}", run.events);
+    assert_ne!(run.exit_code, 0);
+    assert_eq!(run.stdout, "spinning\n", "the output produced before the limit is kept");
+    assert!(run.stderr.contains("time limit of 1 s"), "{}", run.stderr);
+    assert!(run.stderr.contains("KeyboardInterrupt"), "{}", run.stderr);
+
+    // The interpreter lives on with its state; a run within its limit is not touched.
+    agent.send(limited(query("r3", "print(x)"), 60_000)).await;
+    let run = agent.finish("r3").await;
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "11\n"));
+    assert!(!run.events.iter().any(|ev| matches!(ev, RunnerEvent::TimedOut { .. })));
+}
+
+#[tokio::test]
+async fn python_run_that_ignores_the_interrupt_is_killed_after_the_grace() {
+    let runner = Runner::start("python");
+    let (mut agent, _) = runner.connect().await;
+    assert_eq!(agent.execute("r1", "kept = 1").await.exit_code, 0);
+    let stubborn =
+        "while True:\n    try:\n        while True:\n            pass\n    except KeyboardInterrupt:\n        pass";
+    agent.send(limited(query("r2", stubborn), 500)).await;
+    let run = agent.finish("r2").await;
+    assert!(timed_out_before_finished(&run), "{:?}", run.events);
+    assert_eq!(run.exit_code, 128 + 9, "SIGKILL: {}", run.stderr);
+    assert!(run.stderr.contains("state is lost"), "the restart is announced: {}", run.stderr);
+
+    let run = agent.execute("r3", "print('kept' in globals())").await;
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "False\n"), "a fresh interpreter serves the next run");
+}
+
+#[tokio::test]
+async fn shell_and_batch_commands_past_their_time_limit_are_stopped() {
+    let runner = Runner::start("shell");
+    let (mut agent, _) = runner.connect().await;
+
+    agent.send(limited(query("s1", "echo started; sleep 30; echo never"), 500)).await;
+    let run = agent.finish("s1").await;
+    assert!(timed_out_before_finished(&run), "{:?}", run.events);
+    assert_eq!(run.exit_code, 130, "{}", run.stderr);
+    assert_eq!(run.stdout, "started\n");
+
+    // Each batch command has the whole limit; the one that passes it ends the batch without its *-finished event.
+    agent.send(limited(batch("b1", Some("sleep 0.3; echo cleaned"), Some("sleep 30"), Some("echo never")), 1000)).await;
+    let run = agent.finish("b1").await;
+    assert!(timed_out_before_finished(&run), "{:?}", run.events);
+    assert_ne!(run.exit_code, 0);
+    assert_eq!(run.stdout, "cleaned\n");
+    assert!(run.events.iter().any(|ev| matches!(ev, RunnerEvent::CleanFinished { exit_code: 0, .. })));
+    assert!(!run.events.iter().any(|ev| matches!(ev, RunnerEvent::BuildFinished { .. })));
+
+    // A command that shrugs off SIGINT is killed after the grace.
+    agent.send(limited(batch("b2", None, None, Some("trap '' INT; sleep 30")), 300)).await;
+    let run = agent.finish("b2").await;
+    assert!(timed_out_before_finished(&run), "{:?}", run.events);
+    assert_eq!(run.exit_code, 128 + 9, "{}", run.stderr);
+
+    agent.send(limited(batch("b3", None, None, Some("echo quick")), 60_000)).await;
+    let run = agent.finish("b3").await;
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "quick\n"));
+    assert!(!run.events.iter().any(|ev| matches!(ev, RunnerEvent::TimedOut { .. })));
+}
+
+#[tokio::test]
+async fn python_display_sends_html_and_media_items_in_order_with_the_output() {
+    let runner = Runner::start("python");
+    let (mut agent, _) = runner.connect().await;
+    let code = r#"
+class Html:
+    def _repr_html_(self):
+        return "<b>bold</b>"
+class Png:
+    def _repr_html_(self):
+        return None  # declines: the next type is tried
+    def _repr_png_(self):
+        return b"\x89PNG"
+class Svg:
+    def _repr_svg_(self):
+        return "<svg/>"
+print("a")
+display(Html())
+print("b")
+display(Png(), Svg())
+display("<i>it</i>", mime="text/html")
+display("aGk=", mime="image/jpeg")
+display([1, 2])
+print("c", end="")
+"#;
+    let run = agent.execute("d1", code).await;
+    assert_eq!(run.exit_code, 0, "{}", run.stderr);
+    // Consecutive output chunks merged, as the agent merges them into one console item.
+    let mut items: Vec<String> = Vec::new();
+    for ev in &run.events {
+        match ev {
+            RunnerEvent::Output { data, .. } => match items.last_mut() {
+                Some(last) if last.starts_with("out ") => last.push_str(data),
+                _ => items.push(format!("out {data}")),
+            },
+            RunnerEvent::Media { mime, data, .. } => items.push(format!("{mime} {data}")),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        items,
+        [
+            "out a\n",
+            "text/html <b>bold</b>",
+            "out b\n",
+            "image/png iVBORw==",
+            "image/svg+xml <svg/>",
+            "text/html <i>it</i>",
+            "image/jpeg aGk=",
+            "out [1, 2]\nc",
+        ]
+    );
 }

@@ -51,6 +51,7 @@ async fn kernels_get_cgroup_limits_where_allowed() {
         cluster_size: 1,
         mounts: vec![],
         bootstrap_script: None,
+        shmem: None,
     };
     let handle = runtime.create_kernel(&spec).await.unwrap();
     let dirs = cgroups.dirs(spec.kernel_id);
@@ -82,6 +83,7 @@ async fn kernels_get_cgroup_limits_where_allowed() {
         mode: RunMode::Query,
         code,
         options: BatchOptions::default(),
+        timeout_ms: None,
     })
     .await
     .unwrap();

@@ -97,6 +97,10 @@ pub struct CreateSessionRequest {
     pub startup_command: Option<String>,
     /// A script run before the kernel starts.
     pub bootstrap_script: Option<String>,
+    /// Batch sessions: how long the startup command may run (seconds as a number, or a duration such as `"30s"`,
+    /// `"10m"`, `"2h"`, `"1d"`; see [`parse_batch_timeout`]); past it the session fails with `batch-timeout`.
+    #[serde(alias = "batchTimeout", skip_serializing_if = "Option::is_none")]
+    pub batch_timeout: Option<serde_json::Value>,
     /// Do not start before this time: RFC 3339 (`2024-05-01T09:00:00+09:00`; without an offset it is UTC), or a
     /// delay from now such as `1h30m` (see [`parse_starts_at`]).
     #[serde(alias = "startsAt")]
@@ -215,6 +219,12 @@ pub struct SessionInfo {
     pub termination_time: Option<String>,
     /// Seconds since creation (until termination).
     pub age: f64,
+    /// Resource options in force (`shmem`: bytes of `/dev/shm` per kernel); empty when none was asked for.
+    #[serde(rename = "resourceOpts", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_opts: BTreeMap<String, u64>,
+    /// Batch sessions: how long the startup command may run, in seconds (`batch_timeout`).
+    #[serde(rename = "batchTimeout", default, skip_serializing_if = "Option::is_none")]
+    pub batch_timeout: Option<u64>,
     /// Its kernels.
     pub kernels: Vec<KernelInfo>,
 }
@@ -248,6 +258,8 @@ impl SessionInfo {
             creation_time: s.created_at.to_rfc3339(),
             termination_time: s.terminated_at.map(|t| t.to_rfc3339()),
             age: (end - s.created_at).num_milliseconds() as f64 / 1000.0,
+            resource_opts: s.shmem.map(|b| ("shmem".to_owned(), b)).into_iter().collect(),
+            batch_timeout: s.batch_timeout,
             kernels: kernels
                 .iter()
                 .map(|k| KernelInfo {
@@ -447,6 +459,74 @@ pub fn session_type_of(req: &CreateSessionRequest) -> crate::Result<SessionType>
     req.session_type.as_deref().map(str::parse).transpose().map(Option::unwrap_or_default)
 }
 
+/// The time limit an execute request's `options.exec_timeout` sets: seconds, a positive number (or a string holding
+/// one, such as `"2.5"`); `None` when absent or null. Anything else is refused (400) naming `options.exec_timeout`.
+pub fn exec_timeout(options: &serde_json::Value) -> crate::Result<Option<std::time::Duration>> {
+    let Some(value) = options.get("exec_timeout").filter(|v| !v.is_null()) else { return Ok(None) };
+    let seconds = match value {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match seconds.filter(|s| s.is_finite() && *s > 0.0).and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()) {
+        Some(limit) => Ok(Some(limit.max(std::time::Duration::from_millis(1)))),
+        None => Err(crate::Error::InvalidParams {
+            msg: format!("options.exec_timeout must be a positive number of seconds, not {value}"),
+        }),
+    }
+}
+
+/// The seconds a `batch_timeout` value names: a whole number of seconds (a JSON number, or a string of digits), or
+/// a string of whole numbers with the units `d`, `h`, `m`, `s` (`"30s"`, `"10m"`, `"2h"`, `"1d"`, `"1h30m"`).
+/// `None` for null; zero and anything else are refused (400) naming `batch_timeout`.
+pub fn parse_batch_timeout(value: &serde_json::Value) -> crate::Result<Option<u64>> {
+    let invalid = || {
+        crate::Error::InvalidParams {
+        msg: format!(
+            "batch_timeout must be a positive whole number of seconds or a duration such as \"30s\", \"10m\",              \"2h\", \"1d\", not {value}"
+        ),
+    }
+    };
+    let seconds = match value {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::Number(n) => n.as_u64().ok_or_else(invalid)?,
+        serde_json::Value::String(s) => {
+            let text = s.trim();
+            if text.is_empty() {
+                return Err(invalid());
+            }
+            let (mut total, mut digits) = (0u64, String::new());
+            for c in text.chars() {
+                if c.is_ascii_digit() {
+                    digits.push(c);
+                    continue;
+                }
+                let unit = match c {
+                    'd' => 86_400,
+                    'h' => 3_600,
+                    'm' => 60,
+                    's' => 1,
+                    _ => return Err(invalid()),
+                };
+                let n: u64 = digits.parse().map_err(|_| invalid())?;
+                digits.clear();
+                total = n.checked_mul(unit).and_then(|s| total.checked_add(s)).ok_or_else(invalid)?;
+            }
+            if !digits.is_empty() {
+                // Plain digits, or digits after the last unit ("1m30"): seconds.
+                let n: u64 = digits.parse().map_err(|_| invalid())?;
+                total = total.checked_add(n).ok_or_else(invalid)?;
+            }
+            total
+        }
+        _ => return Err(invalid()),
+    };
+    if seconds == 0 {
+        return Err(invalid());
+    }
+    Ok(Some(seconds))
+}
+
 /// The time a `starts_at` value names: an RFC 3339 time (`2024-05-01T09:00:00Z`, `2024-05-01T09:00:00+09:00`), an
 /// ISO 8601 time without an offset (taken as UTC), or a delay from `now` written as whole numbers with the units `w`,
 /// `d`, `h`, `m`, `s` (`1h30m`, `90s`, `2d`), as the official client's `--starts-at` documents.
@@ -495,6 +575,40 @@ pub fn parse_starts_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_timeout_takes_positive_seconds_only() {
+        use serde_json::json;
+        let limit = |v: serde_json::Value| exec_timeout(&json!({ "exec_timeout": v }));
+        assert_eq!(exec_timeout(&json!({})).unwrap(), None);
+        assert_eq!(exec_timeout(&serde_json::Value::Null).unwrap(), None);
+        assert_eq!(limit(json!(null)).unwrap(), None);
+        assert_eq!(limit(json!(2)).unwrap(), Some(std::time::Duration::from_secs(2)));
+        assert_eq!(limit(json!(0.5)).unwrap(), Some(std::time::Duration::from_millis(500)));
+        assert_eq!(limit(json!("3")).unwrap(), Some(std::time::Duration::from_secs(3)));
+        for bad in [json!(0), json!(-1), json!("soon"), json!(true), json!([1]), json!("0")] {
+            let err = limit(bad.clone()).unwrap_err().to_string();
+            assert!(err.contains("options.exec_timeout"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn batch_timeout_takes_seconds_and_durations() {
+        use serde_json::json;
+        let secs = |v: serde_json::Value| parse_batch_timeout(&v);
+        assert_eq!(secs(json!(null)).unwrap(), None);
+        assert_eq!(secs(json!(30)).unwrap(), Some(30));
+        assert_eq!(secs(json!("45")).unwrap(), Some(45));
+        assert_eq!(secs(json!("30s")).unwrap(), Some(30));
+        assert_eq!(secs(json!("10m")).unwrap(), Some(600));
+        assert_eq!(secs(json!("2h")).unwrap(), Some(7_200));
+        assert_eq!(secs(json!("1d")).unwrap(), Some(86_400));
+        assert_eq!(secs(json!("1h30m")).unwrap(), Some(5_400));
+        for bad in [json!(0), json!(-5), json!(1.5), json!(""), json!("0s"), json!("5x"), json!("soon"), json!(true)] {
+            let err = secs(bad.clone()).unwrap_err().to_string();
+            assert!(err.contains("batch_timeout"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn starts_at_takes_rfc3339_naive_utc_and_delays() {

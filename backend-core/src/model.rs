@@ -310,6 +310,14 @@ pub struct SessionRecord {
     /// A shell script every kernel runs once, in `/home/work`, before it takes code.
     #[serde(default)]
     pub bootstrap_script: Option<String>,
+    /// Batch sessions: how long the startup command may run, in seconds (`batch_timeout` at create); past it the
+    /// session fails with `batch-timeout`. `None`: no limit.
+    #[serde(default)]
+    pub batch_timeout: Option<u64>,
+    /// The shared memory (`/dev/shm`) size every kernel gets, in bytes (`config.resource_opts.shmem`); `None`: the
+    /// runtime's default.
+    #[serde(default)]
+    pub shmem: Option<u64>,
     /// Virtual folders mounted into every kernel, resolved at create time.
     #[serde(default)]
     pub vfolder_mounts: Vec<crate::vfolder::VFolderMount>,

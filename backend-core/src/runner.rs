@@ -15,6 +15,9 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// The environment variable that tells the runner which socket to listen on (`--socket` overrides it).
 pub const SOCKET_ENV: &str = "BACKENDAI_RUNNER_SOCKET";
 
+/// How long a run that passed its time limit has, after its SIGINT, before it is killed.
+pub const TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What a run does with its code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +58,11 @@ pub enum RunnerRequest {
         /// The commands (batch mode).
         #[serde(default)]
         options: BatchOptions,
+        /// The run's time limit in milliseconds (the execute request's `options.exec_timeout`), counted from its
+        /// start; in batch mode it bounds each command. When it passes, the runner sends [`RunnerEvent::TimedOut`]
+        /// and interrupts the run (SIGINT, then SIGKILL after [`TIMEOUT_GRACE`]); its `Finished` follows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
     },
     /// A line of input for a run that is `WaitingInput`.
     Input {
@@ -113,6 +121,12 @@ pub enum RunnerEvent {
         mime: String,
         /// The payload.
         data: String,
+    },
+    /// The run passed its time limit and is being stopped; its `Finished` follows, and the agent reports the run
+    /// as `exec-timeout`.
+    TimedOut {
+        /// The run.
+        run_id: String,
     },
     /// The code reads standard input; the run waits for an `Input` request.
     WaitingInput {
@@ -212,6 +226,7 @@ mod tests {
             mode: RunMode::Query,
             code: "print(1)".into(),
             options: BatchOptions::default(),
+            timeout_ms: Some(1500),
         };
         agent.encode(req.clone(), &mut buf).unwrap();
         assert_eq!(runner.decode(&mut buf).unwrap(), Some(req));

@@ -48,6 +48,10 @@ pub struct KernelSpec {
     /// A shell script to run once before the kernel takes code (its output goes to the kernel's log).
     #[serde(default)]
     pub bootstrap_script: Option<String>,
+    /// The size of the kernel's shared memory (`/dev/shm`) in bytes (`config.resource_opts.shmem`); `None`: the
+    /// runtime's default (Docker's 64 MiB). Runtimes that cannot size `/dev/shm` say so in their docs.
+    #[serde(default)]
+    pub shmem: Option<u64>,
 }
 
 impl KernelSpec {

@@ -93,6 +93,7 @@ fn spec(image: &str, owner: &str, mem: u64) -> KernelSpec {
         cluster_size: 1,
         mounts: vec![],
         bootstrap_script: None,
+        shmem: None,
     }
 }
 
@@ -117,6 +118,7 @@ impl Conn {
             mode: RunMode::Query,
             code: code.into(),
             options: BatchOptions::default(),
+            timeout_ms: None,
         };
         self.0.send(req).await.ok()?;
         let mut out = String::new();
@@ -179,6 +181,25 @@ async fn memory_limit_is_applied_and_exceeding_it_is_reported_as_oom() {
     assert_eq!(exit.reason, "oom-killed", "{exit:?}");
     rt.destroy_kernel(spec.kernel_id, true).await.expect("destroy after OOM");
     assert_eq!(containers_of(&rt, spec.kernel_id).await, 0);
+}
+
+/// `KernelSpec::shmem` (the session's `config.resource_opts.shmem`) sizes the container's `/dev/shm`; without it the
+/// runtime's default (64 MiB, Docker's and Backend.AI's) holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_memory_follows_the_spec() {
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let rt = runtime_at(root.path(), KernelNetwork::None).await;
+    let size = "import os\ns = os.statvfs('/dev/shm')\nprint(s.f_blocks * s.f_frsize)";
+    let sized = KernelSpec { shmem: Some(32 << 20), ..spec("python", "AKIASHMTEST", 256 << 20) };
+    let handle = rt.create_kernel(&sized).await.expect("create");
+    assert_eq!(Conn::open(&handle).await.output(size).await, (32u64 << 20).to_string());
+    let default = spec("python", "AKIASHMTEST", 256 << 20);
+    let handle = rt.create_kernel(&default).await.expect("create");
+    assert_eq!(Conn::open(&handle).await.output(size).await, (64u64 << 20).to_string());
+    for id in [sized.kernel_id, default.kernel_id] {
+        rt.destroy_kernel(id, true).await.expect("destroy");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

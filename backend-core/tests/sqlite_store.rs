@@ -240,6 +240,26 @@ impl MetadataStore for Alternating {
     ) -> backend_core::Result<backend_core::store::KernelTransition> {
         self.pick().update_kernel(id, change, now).await
     }
+    async fn occupancy(
+        &self,
+        owners: &[AccessKey],
+    ) -> backend_core::Result<std::collections::BTreeMap<AccessKey, (u32, backend_core::ResourceSlots)>> {
+        self.pick().occupancy(owners).await
+    }
+    async fn allocate_batch(
+        &self,
+        batch: &[backend_core::store::Allocation],
+        now: chrono::DateTime<Utc>,
+    ) -> backend_core::Result<Vec<backend_core::Result<backend_core::store::Allocated>>> {
+        self.pick().allocate_batch(batch, now).await
+    }
+    async fn update_kernels(
+        &self,
+        changes: &[(backend_core::KernelId, backend_core::store::KernelChange)],
+        now: chrono::DateTime<Utc>,
+    ) -> backend_core::Result<Vec<backend_core::Result<backend_core::store::KernelTransition>>> {
+        self.pick().update_kernels(changes, now).await
+    }
     async fn update_session(
         &self,
         id: backend_core::SessionId,

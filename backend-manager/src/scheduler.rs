@@ -21,15 +21,11 @@ use backend_core::scheduler::{
     PlanOptions, Sequencer, SEQUENCERS,
 };
 use backend_core::status::SessionStatus;
-use backend_core::store::{SessionChange, SessionFilter};
+use backend_core::store::{Allocated, Allocation, SessionChange, SessionFilter};
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Allocations of one pass in flight at once (each holds a store connection while it runs).
-const ALLOCATIONS_AT_ONCE: usize = 8;
 
 /// A session SCHEDULED for this long was never started: the manager that placed it stopped first, or the store
 /// failed while it started and while it cleaned up. A start moves it on within milliseconds otherwise.
@@ -93,23 +89,6 @@ fn dependency_state(dep: Option<&SessionRecord>, id: SessionId) -> Dependency {
     }
 }
 
-/// The session statuses that hold (or are about to hold) resources on an agent.
-fn holding_statuses() -> Vec<SessionStatus> {
-    [
-        SessionStatus::Scheduled,
-        SessionStatus::Preparing,
-        SessionStatus::Pulling,
-        SessionStatus::Creating,
-        SessionStatus::Running,
-        SessionStatus::RunningDegraded,
-        SessionStatus::Restarting,
-        SessionStatus::Terminating,
-    ]
-    .into_iter()
-    .filter(|s| s.holds_resources())
-    .collect()
-}
-
 /// The planner's view of a keypair resource policy.
 pub fn owner_limits(policy: &KeyPairResourcePolicy) -> OwnerLimits {
     OwnerLimits {
@@ -146,11 +125,11 @@ impl Manager {
             }
             usage.insert(owner.clone(), entry);
         }
-        let filter = SessionFilter { statuses: Some(holding_statuses()), ..SessionFilter::default() };
-        for s in self.store.list_sessions(&filter).await? {
-            let entry = usage.entry(s.access_key.clone()).or_default();
-            entry.occupied = std::mem::take(&mut entry.occupied) + s.requested_slots;
-            entry.sessions += 1;
+        let owners: Vec<AccessKey> = usage.keys().cloned().collect();
+        for (owner, (sessions, occupied)) in self.store.occupancy(&owners).await? {
+            let entry = usage.entry(owner).or_default();
+            entry.occupied = occupied;
+            entry.sessions = sessions;
         }
         Ok(usage)
     }
@@ -278,37 +257,41 @@ impl Manager {
             let group_agents = agents.iter().filter(|a| a.scaling_group == group).cloned().collect();
             let input = PlanInput { pending, agents: group_agents, owners: owners.clone(), now: Utc::now() };
             let outcome = plan(sequencer, self.selector.as_ref(), input, &options);
-            let mut scheduled = 0;
-            // The plan's placements fit together, so they are allocated concurrently: each is its own transaction
-            // (the store re-checks capacity under the agents' row locks), and a pass is not one round trip per
-            // statement per session in sequence.
-            let allocations = futures::stream::iter(outcome.placed)
-                .map(|(session_id, placements)| async move {
-                    let allocated = self.store.allocate(session_id, &placements, Utc::now()).await;
-                    if allocated.is_ok() {
-                        self.publish_lifecycle(session_id, SessionStatus::Scheduled, None).await;
-                        let m = self.clone();
-                        tokio::spawn(async move { m.start_session(session_id).await });
-                    }
-                    (session_id, allocated)
-                })
-                .buffer_unordered(ALLOCATIONS_AT_ONCE)
-                .collect::<Vec<_>>()
-                .await;
-            for (session_id, allocated) in allocations {
-                match allocated {
-                    Ok(()) => {
-                        scheduled += 1;
+            // The plan's placements fit together; they are allocated in one store call (each session is checked
+            // again there, under the agents' row locks) and started together.
+            let batch: Vec<Allocation> =
+                outcome.placed.into_iter().map(|(session, placements)| Allocation { session, placements }).collect();
+            let answers = match self.store.allocate_batch(&batch, Utc::now()).await {
+                Ok(answers) => answers,
+                Err(e) => {
+                    tracing::warn!(error = %e, sessions = batch.len(), "allocation failed; retried next pass");
+                    Vec::new()
+                }
+            };
+            let mut started: Vec<Allocated> = Vec::with_capacity(answers.len());
+            for (allocation, answer) in batch.iter().zip(answers) {
+                let session_id = allocation.session;
+                match answer {
+                    Ok(allocated) => {
                         let (owner, used) = slots[&session_id].clone();
                         let entry = owners.entry(owner).or_default();
                         entry.occupied = std::mem::take(&mut entry.occupied) + used;
                         entry.sessions += 1;
+                        started.push(allocated);
                     }
                     Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::QuotaExceeded) => {
                         tracing::debug!(session = %session_id, error = %e, "allocation lost a race; retried next pass");
                     }
                     Err(e) => tracing::warn!(session = %session_id, error = %e, "allocation failed"),
                 }
+            }
+            let scheduled = started.len();
+            for (session, _) in &started {
+                self.publish_lifecycle(session.id, SessionStatus::Scheduled, None).await;
+            }
+            if !started.is_empty() {
+                let m = self.clone();
+                tokio::spawn(async move { m.start_sessions(started).await });
             }
             for (session_id, why) in outcome.blocked {
                 self.note_pending(session_id, info[&session_id].as_deref(), why.to_string()).await;

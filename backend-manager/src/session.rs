@@ -3,19 +3,20 @@
 
 use crate::Manager;
 use backend_core::api::{
-    parse_starts_at, session_type_of, CreateSessionRequest, CreateSessionResponse, DestroyResponse, ExecuteRequest,
-    ExecutionResult, RunStatus,
+    parse_batch_timeout, parse_starts_at, session_type_of, CreateSessionRequest, CreateSessionResponse,
+    DestroyResponse, ExecuteMode, ExecuteRequest, ExecutionResult, RunStatus,
 };
 use backend_core::error::{Error, Result};
 use backend_core::events::Event;
 use backend_core::ids::{AccessKey, AgentId, KernelId, SessionId};
 use backend_core::model::{KernelRecord, KeyPair, SessionRecord, SessionResult, SessionType};
-use backend_core::runtime::{resolve_image, KernelSpec};
+use backend_core::runtime::{resolve_image, KernelHandle, KernelSpec};
 use backend_core::scheduler::{could_ever_fit, AgentSnapshot, PendingSession};
 use backend_core::status::{KernelStatus, SessionStatus, StatusHistory};
-use backend_core::store::{KernelChange, SessionChange, SessionFilter};
+use backend_core::store::{Allocated, KernelChange, SessionChange, SessionFilter};
 use chrono::Utc;
 use futures::StreamExt;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,17 +71,24 @@ fn session_event(s: SessionStatus) -> Option<&'static str> {
     })
 }
 
+/// Kernels being created on agents at once by one start (and the most creations recorded in one store call).
+const CREATIONS_AT_ONCE: usize = 256;
+
+/// The session's lifecycle event for entering `status`, if it has one.
+pub(crate) fn session_lifecycle(id: SessionId, status: SessionStatus, reason: Option<String>) -> Option<Event> {
+    Some(Event::SessionLifecycle {
+        event: session_event(status)?.into(),
+        session_id: id,
+        kernel_id: None,
+        status: status.to_string(),
+        reason,
+        exit_code: None,
+    })
+}
+
 impl Manager {
     pub(crate) async fn publish_lifecycle(&self, id: SessionId, status: SessionStatus, reason: Option<String>) {
-        if let Some(name) = session_event(status) {
-            let event = Event::SessionLifecycle {
-                event: name.into(),
-                session_id: id,
-                kernel_id: None,
-                status: status.to_string(),
-                reason,
-                exit_code: None,
-            };
+        if let Some(event) = session_lifecycle(id, status, reason) {
             if let Err(e) = self.bus.publish(event).await {
                 tracing::warn!(session = %id, error = %e, "could not publish a session event");
             }
@@ -93,25 +101,49 @@ impl Manager {
 
     /// Changes a kernel through the store and publishes the kernel's and, when it changed, the session's event.
     pub async fn change_kernel(&self, kernel: KernelId, change: KernelChange) -> Result<KernelRecord> {
-        let status = change.status;
-        let reason = change.status_info.clone();
-        let exit_code = change.exit_code;
-        let t = self.store.update_kernel(kernel, change, Utc::now()).await?;
-        if let Some(name) = kernel_event(status) {
-            let event = Event::SessionLifecycle {
-                event: name.into(),
-                session_id: t.kernel.session_id,
-                kernel_id: Some(kernel),
-                status: status.to_string(),
-                reason: reason.clone(),
-                exit_code,
-            };
-            let _ = self.bus.publish(event).await;
+        let mut answers = self.change_kernels(&[(kernel, change)]).await?;
+        answers.pop().unwrap_or_else(|| Err(Error::internal("update_kernels answered nothing")))
+    }
+
+    /// Changes several kernels in one store call ([`MetadataStore::update_kernels`]) and publishes the events of
+    /// the changes made together. One answer per change, in order; `Err` when the store failed and nothing changed.
+    ///
+    /// [`MetadataStore::update_kernels`]: backend_core::store::MetadataStore::update_kernels
+    pub async fn change_kernels(&self, changes: &[(KernelId, KernelChange)]) -> Result<Vec<Result<KernelRecord>>> {
+        let answers = self.store.update_kernels(changes, Utc::now()).await?;
+        let mut events = Vec::new();
+        let mut freed = false;
+        let mut out = Vec::with_capacity(answers.len());
+        for ((_, change), answer) in changes.iter().zip(answers) {
+            match answer {
+                Ok(t) => {
+                    if let Some(name) = kernel_event(change.status) {
+                        events.push(Event::SessionLifecycle {
+                            event: name.into(),
+                            session_id: t.kernel.session_id,
+                            kernel_id: Some(t.kernel.id),
+                            status: change.status.to_string(),
+                            reason: change.status_info.clone(),
+                            exit_code: change.exit_code,
+                        });
+                    }
+                    if let Some((_, to)) = t.session {
+                        events.extend(session_lifecycle(t.kernel.session_id, to, change.status_info.clone()));
+                        freed |= to.is_dead();
+                    }
+                    out.push(Ok(t.kernel));
+                }
+                Err(e) => out.push(Err(e)),
+            }
         }
-        if let Some((_, to)) = t.session {
-            self.publish_lifecycle(t.kernel.session_id, to, reason).await;
+        if let Err(e) = self.bus.publish_all(events).await {
+            tracing::warn!(error = %e, "could not publish kernel events");
         }
-        Ok(t.kernel)
+        if freed {
+            // Freed resources may let pending sessions in.
+            self.wake_scheduler.notify_one();
+        }
+        Ok(out)
     }
 
     /// The keypair resource policy's refusals at enqueue time: more kernels than `max_containers_per_session`, a
@@ -192,6 +224,12 @@ impl Manager {
             Some(other) => return Err(Error::InvalidParams { msg: format!("unknown clusterMode {other:?}") }),
         }
         refuse_unsupported(&req)?;
+        let batch_timeout = req.batch_timeout.as_ref().map(parse_batch_timeout).transpose()?.flatten();
+        if batch_timeout.is_some() && session_type != SessionType::Batch {
+            return Err(Error::InvalidParams {
+                msg: "batch_timeout limits a batch session's startup command; this session is not `type: batch`".into(),
+            });
+        }
         if session_type == SessionType::Batch && req.startup_command.as_deref().is_none_or(|c| c.trim().is_empty()) {
             return Err(Error::InvalidParams { msg: "batch sessions need a startupCommand".into() });
         }
@@ -267,6 +305,7 @@ impl Manager {
                 slots.set(k, v);
             }
         }
+        let shmem = shmem_of(&req, &slots)?;
         self.check_policy_at_enqueue(&owner, cluster_size, &slots.scaled(cluster_size)).await?;
 
         let now = Utc::now();
@@ -322,6 +361,8 @@ impl Manager {
             designated_agents,
             architecture,
             bootstrap_script: req.bootstrap_script.clone().filter(|s| !s.trim().is_empty()),
+            batch_timeout,
+            shmem,
             vfolder_mounts,
         };
         let pending = PendingSession::from_records(&session, &kernels);
@@ -374,16 +415,120 @@ impl Manager {
     pub async fn start_session(self: &Arc<Self>, session_id: SessionId) {
         let Ok(Some(session)) = self.store.session(session_id).await else { return };
         let Ok(kernels) = self.store.kernels(session_id).await else { return };
-        let starts = kernels.iter().map(|k| self.start_kernel(&session, k));
-        let results = futures::future::join_all(starts).await;
-        if results.iter().any(|ok| !ok) {
-            let _ = self.destroy_kernels(session_id, true, "kernel-creation-failed").await;
-            return;
+        self.start_sessions(vec![(session, kernels)]).await;
+    }
+
+    /// Starts allocated sessions: every kernel of the batch moves to PREPARING, then to CREATING, in one store
+    /// call per step for the whole batch; then each kernel is created on its agent and becomes RUNNING. A session
+    /// a step failed for is destroyed (`kernel-creation-failed`), which gives its slots back; a batch session runs
+    /// its startup command once RUNNING.
+    pub async fn start_sessions(self: &Arc<Self>, sessions: Vec<Allocated>) {
+        let mut failed: HashSet<SessionId> = HashSet::new();
+        for step in [KernelStatus::Preparing, KernelStatus::Creating] {
+            let changes: Vec<(KernelId, KernelChange)> = sessions
+                .iter()
+                .filter(|(s, _)| !failed.contains(&s.id))
+                .flat_map(|(_, ks)| ks.iter().map(|k| (k.id, KernelChange::status(step, None))))
+                .collect();
+            if changes.is_empty() {
+                break;
+            }
+            match self.change_kernels(&changes).await {
+                Ok(answers) => {
+                    for ((id, _), answer) in changes.iter().zip(answers) {
+                        if let Err(e) = answer {
+                            tracing::info!(kernel = %id, error = %e, "kernel start abandoned");
+                            failed
+                                .extend(sessions.iter().find(|(_, ks)| ks.iter().any(|k| k.id == *id)).map(|s| s.0.id));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, sessions = sessions.len(), "kernel starts abandoned");
+                    failed.extend(sessions.iter().map(|(s, _)| s.id));
+                }
+            }
         }
-        if session.session_type == SessionType::Batch {
-            let m = self.clone();
-            tokio::spawn(async move { m.run_batch(session).await });
+        for (session, _) in sessions.iter().filter(|(s, _)| failed.contains(&s.id)) {
+            let _ = self.destroy_kernels(session.id, true, "kernel-creation-failed").await;
         }
+        let sessions: Vec<Allocated> = sessions.into_iter().filter(|(s, _)| !failed.contains(&s.id)).collect();
+
+        // The agents create the kernels, CREATIONS_AT_ONCE at a time; the creations that finished together are
+        // recorded RUNNING (or ERROR) in one store call.
+        {
+            let work: Vec<(Arc<SessionRecord>, KernelRecord)> = sessions
+                .iter()
+                .flat_map(|(s, ks)| {
+                    let s = Arc::new(s.clone());
+                    ks.iter().map(move |k| (s.clone(), k.clone()))
+                })
+                .collect();
+            let creations = futures::stream::iter(work)
+                .map(|(session, k)| async move {
+                    let created = self.create_on_agent(&session, &k).await;
+                    (session.id, k, created)
+                })
+                .buffer_unordered(CREATIONS_AT_ONCE)
+                .ready_chunks(CREATIONS_AT_ONCE);
+            futures::pin_mut!(creations);
+            while let Some(done) = creations.next().await {
+                let changes: Vec<(KernelId, KernelChange)> = done
+                    .iter()
+                    .map(|(_, k, created)| match created {
+                        Ok(handle) => (
+                            k.id,
+                            KernelChange {
+                                status: KernelStatus::Running,
+                                status_info: None,
+                                container_id: Some(handle.container_id.clone()),
+                                exit_code: None,
+                            },
+                        ),
+                        Err(e) => {
+                            tracing::warn!(kernel = %k.id, error = %e, "kernel creation failed");
+                            (k.id, KernelChange::status(KernelStatus::Error, format!("kernel-creation-failed: {e}")))
+                        }
+                    })
+                    .collect();
+                let answers = match self.change_kernels(&changes).await {
+                    Ok(answers) => answers,
+                    Err(e) => {
+                        tracing::warn!(error = %e, kernels = changes.len(), "could not record created kernels");
+                        changes.iter().map(|_| Err(Error::internal(format!("recording the kernel: {e}")))).collect()
+                    }
+                };
+                for ((session_id, k, created), answer) in done.into_iter().zip(answers) {
+                    match (created, answer) {
+                        (Ok(_), Ok(_)) => {}
+                        (Ok(_), Err(e)) => {
+                            // Destroyed while it was being created (or the store failed): take the new kernel down again.
+                            tracing::info!(kernel = %k.id, error = %e, "kernel started after its session ended");
+                            if let Some(addr) = &k.agent_addr {
+                                let _ = self.agents.destroy_kernel(addr, k.id, true).await;
+                            }
+                            failed.insert(session_id);
+                        }
+                        (Err(_), _) => {
+                            failed.insert(session_id);
+                        }
+                    }
+                }
+            }
+        }
+        for (session, _) in sessions {
+            if failed.contains(&session.id) {
+                let _ = self.destroy_kernels(session.id, true, "kernel-creation-failed").await;
+            } else if session.session_type == SessionType::Batch {
+                tokio::spawn(self.clone().run_batch(session));
+            }
+        }
+    }
+
+    /// Asks a kernel's agent to create it.
+    async fn create_on_agent(&self, session: &SessionRecord, k: &KernelRecord) -> Result<KernelHandle> {
+        let addr = k.agent_addr.as_deref().ok_or_else(|| Error::internal(format!("kernel {} has no agent", k.id)))?;
+        self.agents.create_kernel(addr, &self.kernel_spec(session, k)).await
     }
 
     fn kernel_spec(&self, session: &SessionRecord, k: &KernelRecord) -> KernelSpec {
@@ -400,60 +545,30 @@ impl Manager {
             cluster_size: session.cluster_size,
             mounts: session.vfolder_mounts.clone(),
             bootstrap_script: session.bootstrap_script.clone(),
+            shmem: session.shmem,
         }
     }
 
-    async fn start_kernel(&self, session: &SessionRecord, k: &KernelRecord) -> bool {
-        let (Some(addr), Some(_)) = (k.agent_addr.clone(), k.agent_id.clone()) else { return false };
-        for step in [KernelStatus::Preparing, KernelStatus::Creating] {
-            if let Err(e) = self.change_kernel(k.id, KernelChange::status(step, None)).await {
-                tracing::info!(kernel = %k.id, error = %e, "kernel start abandoned");
-                return false;
-            }
-        }
-        let spec = self.kernel_spec(session, k);
-        match self.agents.create_kernel(&addr, &spec).await {
-            Ok(handle) => {
-                let change = KernelChange {
-                    status: KernelStatus::Running,
-                    status_info: None,
-                    container_id: Some(handle.container_id),
-                    exit_code: None,
-                };
-                match self.change_kernel(k.id, change).await {
-                    Ok(_) => true,
-                    Err(e) => {
-                        // Destroyed while it was being created: take the new kernel down again.
-                        tracing::info!(kernel = %k.id, error = %e, "kernel started after its session ended");
-                        let _ = self.agents.destroy_kernel(&addr, k.id, true).await;
-                        false
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(kernel = %k.id, error = %e, "kernel creation failed");
-                let info = format!("kernel-creation-failed: {e}");
-                let _ = self.change_kernel(k.id, KernelChange::status(KernelStatus::Error, info)).await;
-                false
-            }
-        }
-    }
-
-    /// Runs a batch session's startup command to its end, records success or failure, and terminates it.
+    /// Runs a batch session's startup command to its end, records success or failure, and terminates it. The
+    /// session's `batch_timeout` limits the command (as the run's `exec_timeout`): a command that passes it fails
+    /// the session, with `batch-timeout` as the failure's and the termination's reason.
     async fn run_batch(self: Arc<Self>, session: SessionRecord) {
         let Ok(kernels) = self.store.kernels(session.id).await else { return };
         let Some(main) = kernels.into_iter().find(KernelRecord::is_main) else { return };
         let Some(addr) = main.agent_addr.clone() else { return };
         let command = session.startup_command.clone().unwrap_or_default();
-        let mut req = ExecuteRequest {
-            mode: backend_core::api::ExecuteMode::Batch,
-            code: String::new(),
-            run_id: None,
-            options: serde_json::json!({ "exec": command }),
-        };
-        let exit_code = loop {
+        let mut options = serde_json::json!({ "exec": command });
+        if let Some(seconds) = session.batch_timeout {
+            options["exec_timeout"] = seconds.into();
+        }
+        let mut req =
+            ExecuteRequest { mode: backend_core::api::ExecuteMode::Batch, code: String::new(), run_id: None, options };
+        let (exit_code, timed_out) = loop {
             match self.agents.execute(&addr, main.id, &req).await {
-                Ok(r) if r.status == RunStatus::Finished => break r.exit_code.unwrap_or(-1),
+                Ok(r) if r.status == RunStatus::Finished => break (r.exit_code.unwrap_or(-1), false),
+                Ok(r) if r.status == RunStatus::ExecTimeout => {
+                    break (r.exit_code.filter(|c| *c != 0).unwrap_or(-1), true)
+                }
                 Ok(r) => {
                     req = ExecuteRequest {
                         mode: backend_core::api::ExecuteMode::Continue,
@@ -462,13 +577,15 @@ impl Manager {
                         options: serde_json::Value::Null,
                     };
                 }
-                Err(_) => break -1,
+                Err(_) => break (-1, false),
             }
         };
-        let result = if exit_code == 0 { SessionResult::Success } else { SessionResult::Failure };
+        let success = exit_code == 0 && !timed_out;
+        let result = if success { SessionResult::Success } else { SessionResult::Failure };
         let change = SessionChange { status: SessionStatus::Running, status_info: None, result: Some(result) };
         let _ = self.store.update_session(session.id, change, Utc::now()).await;
-        let event = if exit_code == 0 { "session_success" } else { "session_failure" };
+        let event = if success { "session_success" } else { "session_failure" };
+        let reason = if timed_out { "batch-timeout".to_owned() } else { format!("exit code {exit_code}") };
         let _ = self
             .bus
             .publish(Event::SessionLifecycle {
@@ -476,11 +593,12 @@ impl Manager {
                 session_id: session.id,
                 kernel_id: None,
                 status: "RUNNING".into(),
-                reason: Some(format!("exit code {exit_code}")),
+                reason: Some(reason),
                 exit_code: Some(exit_code),
             })
             .await;
-        let _ = self.destroy_kernels(session.id, false, "batch-finished").await;
+        let end = if timed_out { "batch-timeout" } else { "batch-finished" };
+        let _ = self.destroy_kernels(session.id, false, end).await;
     }
 
     /// The caller's session by name or id.
@@ -546,8 +664,12 @@ impl Manager {
             .ok_or_else(|| Error::Conflict { msg: format!("the main kernel of {name:?} is not running") })
     }
 
-    /// One execute call on the session's main kernel.
+    /// One execute call on the session's main kernel. A query or batch call's `options.exec_timeout` is checked
+    /// here (400 unless a positive number of seconds) before any kernel is asked; the agent enforces it.
     pub async fn execute(&self, owner: &AccessKey, name: &str, req: ExecuteRequest) -> Result<ExecutionResult> {
+        if matches!(req.mode, ExecuteMode::Query | ExecuteMode::Batch) {
+            backend_core::api::exec_timeout(&req.options)?;
+        }
         let main = self.main_kernel_of_running(owner, name).await?;
         let addr = main.agent_addr.as_deref().ok_or_else(|| Error::internal("running kernel without agent"))?;
         self.agents.execute(addr, main.id, &req).await
@@ -631,6 +753,27 @@ fn refuse_unsupported(req: &CreateSessionRequest) -> Result<()> {
         return refuse(&format!("config.resource_opts.{key}"), "only `shmem` is accepted");
     }
     Ok(())
+}
+
+/// The `/dev/shm` size a create request asks for (`config.resource_opts.shmem`, a byte size written like `mem`:
+/// `"64m"`, `1073741824`), checked against each kernel's memory: it lives in that memory, so more than `mem` is
+/// refused (400), as are sizes that do not parse and zero.
+fn shmem_of(req: &CreateSessionRequest, slots: &backend_core::ResourceSlots) -> Result<Option<u64>> {
+    let Some(value) = req.config.resource_opts.get("shmem").filter(|v| !v.is_null()) else { return Ok(None) };
+    let invalid = |why: String| Error::InvalidParams { msg: format!("config.resource_opts.shmem {value}: {why}") };
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err(invalid("a byte size such as \"64m\" or a number of bytes is expected".into())),
+    };
+    let amount = backend_core::slots::parse_amount(&text).map_err(|e| invalid(e.to_string()))?;
+    let bytes = amount.trunc().normalize().to_string().parse::<u64>().ok().filter(|b| *b > 0);
+    let bytes = bytes.ok_or_else(|| invalid("must be a whole number of bytes, more than 0".into()))?;
+    let mem = slots.get("mem");
+    if !mem.is_zero() && amount > mem {
+        return Err(invalid(format!("more than the kernel's memory (mem={})", mem.normalize())));
+    }
+    Ok(Some(bytes))
 }
 
 /// The agents a create request designates (`agent_list`, at the top level or in `config`). Only admins may choose

@@ -607,6 +607,8 @@ async fn a_mounted_folder_cannot_be_deleted() {
         designated_agents: Vec::new(),
         architecture: None,
         bootstrap_script: None,
+        batch_timeout: None,
+        shmem: None,
         vfolder_mounts: mounts,
     };
     h.m.store.insert_session(&session, &[]).await.unwrap();

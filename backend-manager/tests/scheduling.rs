@@ -482,9 +482,9 @@ async fn a_failed_allocation_leaves_nothing_half_allocated_and_is_retried() {
     let a = agent(&m, "4").await;
     let id = enqueue(&m, "AKUSER", "victim", &cpu("2"), 10, 0).await;
 
-    faults.fail("allocate", 1);
+    faults.fail("allocate_batch", 1);
     let report = m.schedule_once().await.unwrap();
-    assert_eq!(faults.fired("allocate"), 1);
+    assert_eq!(faults.fired("allocate_batch"), 1);
     assert_eq!((report.scheduled, report.pending), (0, 1));
     let s = session(&m, id).await;
     assert_eq!(s.status, SessionStatus::Pending, "the session waits for the next pass");
@@ -502,11 +502,12 @@ async fn a_store_failure_while_starting_gives_the_slots_back() {
     let a = agent(&m, "4").await;
     let id = enqueue(&m, "AKUSER", "victim", &cpu("2"), 10, 0).await;
 
-    // The first kernel change after allocation (to PREPARING) fails: the start is abandoned and cleaned up.
-    faults.fail("update_kernel", 1);
+    // The first kernel change after allocation (the batch to PREPARING) fails: the start is abandoned and cleaned
+    // up.
+    faults.fail("update_kernels", 1);
     assert_eq!(m.schedule_once().await.unwrap().scheduled, 1);
     let s = settled(&m, id).await;
-    assert_eq!(faults.fired("update_kernel"), 1);
+    assert_eq!(faults.fired("update_kernels"), 1);
     assert!(!s.status.holds_resources(), "{:?}", s.status);
     assert_eq!(s.status_info.as_deref(), Some("kernel-creation-failed"));
     assert_eq!(occupied_cpu(&m, &a).await, "0", "the slots are given back");
@@ -518,17 +519,17 @@ async fn a_start_that_failed_during_a_store_outage_is_recovered_later() {
     let a = agent(&m, "4").await;
     let id = enqueue(&m, "AKUSER", "victim", &cpu("2"), 10, 0).await;
 
-    // Every kernel change fails for a while: the start (to PREPARING) and its cleanup (to TERMINATED) both fail,
-    // and the session stays SCHEDULED.
-    faults.fail("update_kernel", 2);
+    // Every kernel change fails for a while: the start (the batch to PREPARING) and its cleanup (to TERMINATED)
+    // both fail, and the session stays SCHEDULED.
+    faults.fail("update_kernels", 2);
     assert_eq!(m.schedule_once().await.unwrap().scheduled, 1);
     for _ in 0..2000 {
-        if faults.fired("update_kernel") == 2 {
+        if faults.fired("update_kernels") == 2 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert_eq!(faults.fired("update_kernel"), 2);
+    assert_eq!(faults.fired("update_kernels"), 2);
     assert_eq!(session(&m, id).await.status, SessionStatus::Scheduled);
     assert_eq!(occupied_cpu(&m, &a).await, "2");
 

@@ -8,6 +8,7 @@ mod docker;
 mod files;
 mod folders;
 mod lifecycle;
+mod limits;
 mod mounts;
 mod restart;
 mod robustness;

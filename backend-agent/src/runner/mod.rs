@@ -20,6 +20,13 @@
 //! stops before its next command). One sent before the interpreter has started the code is delivered when it
 //! does; one sent while no run is active does nothing.
 //!
+//! Time limit: an `Execute` may carry `timeout_ms`, counted from the run's start (in batch mode, from each command's
+//! start). When it passes the runner sends `TimedOut`, notes it on stderr and interrupts the run as above; a run
+//! still there after [`TIMEOUT_GRACE`] is killed: the command's process group, or the Python interpreter, whose
+//! state is then lost (a stderr note says so, and the next run starts a fresh interpreter). The run's `Finished`
+//! follows with a non-zero exit code (1 for Python's KeyboardInterrupt, 130 for an interrupted command, 137 when
+//! killed).
+//!
 //! Input: for Python, `input()` and `sys.stdin` reads send `WaitingInput` and wait for an `Input`. A shell query
 //! run's stdin is a pipe: `Input` texts are written to it whenever the run is active (`WaitingInput` is not
 //! detected) and batch commands read /dev/null. An `Input` text of exactly `"\u{4}"` (Ctrl-D) means end of file.
@@ -34,7 +41,7 @@ mod python;
 
 use anyhow::Context as _;
 use backend_core::runner::{
-    BatchOptions, RunMode, RunnerCodec, RunnerEvent, RunnerRequest, Stream, MAX_FRAME, SOCKET_ENV,
+    BatchOptions, RunMode, RunnerCodec, RunnerEvent, RunnerRequest, Stream, MAX_FRAME, SOCKET_ENV, TIMEOUT_GRACE,
 };
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
@@ -127,6 +134,10 @@ pub enum Internal {
     RunEnded(String),
     /// The interpreter of this generation exited.
     InterpreterExited(u64),
+    /// This Python run passed its time limit (`TimedOut` is already sent): interrupt it.
+    TimedOut(String),
+    /// This Python run outlived the grace after its time limit: kill the interpreter.
+    TimeoutGraceOver(String),
 }
 
 /// Where run tasks send what they produce.
@@ -144,6 +155,16 @@ impl Sinks {
         let _ = self.internal.send(Internal::RunEnded(run_id.clone()));
         let _ = self.events.send(RunnerEvent::Finished { run_id, exit_code }).await;
     }
+}
+
+/// Reports that a run passed its time limit: the `TimedOut` event, then a note on the run's stderr.
+pub async fn report_timeout(sinks: &Sinks, run_id: &str, limit: Duration) {
+    let _ = sinks.events.send(RunnerEvent::TimedOut { run_id: run_id.to_owned() }).await;
+    let note = format!(
+        "\n[backend-kernel-runner: the run passed its time limit of {} s and is interrupted]\n",
+        limit.as_secs_f64()
+    );
+    output::emit_output(&sinks.events, run_id, Stream::Stderr, &note).await;
 }
 
 /// The whole runner for a command line (program name first); returns the process exit code.
@@ -380,6 +401,16 @@ async fn read_requests(
 struct ActiveRun {
     run_id: String,
     kind: RunKind,
+    /// A Python run's time limit (commands keep their own); aborted when the run ends.
+    timer: Option<JoinHandle<()>>,
+}
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
 }
 
 enum RunKind {
@@ -445,9 +476,23 @@ impl Kernel {
                     self.active = None;
                 }
             }
+            Internal::TimedOut(run_id) => {
+                if self.active.as_ref().is_some_and(|a| a.run_id == run_id) {
+                    self.interrupt();
+                }
+            }
+            Internal::TimeoutGraceOver(run_id) => {
+                if self.active.as_ref().is_some_and(|a| a.run_id == run_id) {
+                    // The interpreter's exit finishes the run, with a note that its state is lost.
+                    if let Some(interpreter) = &self.interpreter {
+                        interpreter.kill();
+                    }
+                }
+            }
             Internal::Started(run_id) => {
-                if let Some(ActiveRun { run_id: id, kind: RunKind::Python { started, interrupt_pending, .. } }) =
-                    &mut self.active
+                if let Some(ActiveRun {
+                    run_id: id, kind: RunKind::Python { started, interrupt_pending, .. }, ..
+                }) = &mut self.active
                 {
                     if *id == run_id {
                         *started = true;
@@ -460,7 +505,9 @@ impl Kernel {
                 }
             }
             Internal::WaitingInput(run_id) => {
-                if let Some(ActiveRun { run_id: id, kind: RunKind::Python { waiting_input, .. } }) = &mut self.active {
+                if let Some(ActiveRun { run_id: id, kind: RunKind::Python { waiting_input, .. }, .. }) =
+                    &mut self.active
+                {
                     if *id == run_id {
                         *waiting_input = true;
                     }
@@ -471,7 +518,11 @@ impl Kernel {
 
     fn on_request(&mut self, request: RunnerRequest) {
         match request {
-            RunnerRequest::Execute { run_id, mode, code, options } => self.execute(run_id, mode, code, options),
+            RunnerRequest::Execute { run_id, mode, code, options, timeout_ms } => {
+                // A limit of 0 would end the run before it starts; the agent never sends one.
+                let limit = timeout_ms.filter(|ms| *ms > 0).map(Duration::from_millis);
+                self.execute(run_id, mode, code, options, limit)
+            }
             RunnerRequest::Input { run_id, text } => self.input(run_id, text),
             RunnerRequest::Interrupt => self.interrupt(),
             RunnerRequest::Complete { code } => self.complete(&code),
@@ -479,7 +530,7 @@ impl Kernel {
         }
     }
 
-    fn execute(&mut self, run_id: String, mode: RunMode, code: String, options: BatchOptions) {
+    fn execute(&mut self, run_id: String, mode: RunMode, code: String, options: BatchOptions, limit: Option<Duration>) {
         if let Some(active) = &self.active {
             let message = format!("run {} is still active; wait for its end or interrupt it", active.run_id);
             return self.error(Some(&run_id), message);
@@ -487,11 +538,13 @@ impl Kernel {
         let _ = self.replies.send(Control::RunStarted(run_id.clone()));
         let kind = match (mode, self.cfg.lang) {
             (RunMode::Batch, _) => {
-                let control = process::start_batch(run_id.clone(), options, self.cfg.clone(), self.sinks.clone());
+                let control =
+                    process::start_batch(run_id.clone(), options, limit, self.cfg.clone(), self.sinks.clone());
                 RunKind::Process { control, stdin: None }
             }
             (RunMode::Query, Lang::Shell) => {
-                let (control, stdin) = process::start_shell(run_id.clone(), code, self.cfg.clone(), self.sinks.clone());
+                let (control, stdin) =
+                    process::start_shell(run_id.clone(), code, limit, self.cfg.clone(), self.sinks.clone());
                 RunKind::Process { control, stdin: Some(stdin) }
             }
             (RunMode::Query, Lang::Python) => {
@@ -510,7 +563,25 @@ impl Kernel {
                 RunKind::Python { started: false, interrupt_pending: false, waiting_input: false }
             }
         };
-        self.active = Some(ActiveRun { run_id, kind });
+        let timer = match (&kind, limit) {
+            (RunKind::Python { .. }, Some(limit)) => Some(self.python_timer(run_id.clone(), limit)),
+            _ => None,
+        };
+        self.active = Some(ActiveRun { run_id, kind, timer });
+    }
+
+    /// Counts a Python run's time limit: reports the timeout and has the request loop interrupt the run, then kill
+    /// the interpreter if the run is still there after the grace.
+    fn python_timer(&self, run_id: String, limit: Duration) -> JoinHandle<()> {
+        let sinks = self.sinks.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            // Queued before the interrupt is sent, so the agent hears of the timeout before the run's end.
+            report_timeout(&sinks, &run_id, limit).await;
+            let _ = sinks.internal.send(Internal::TimedOut(run_id.clone()));
+            tokio::time::sleep(TIMEOUT_GRACE).await;
+            let _ = sinks.internal.send(Internal::TimeoutGraceOver(run_id));
+        })
     }
 
     /// Hands the code to the interpreter, starting a fresh one if there is none or it just died.

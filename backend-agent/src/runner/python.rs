@@ -3,7 +3,7 @@
 
 use super::output::{emit_output, PipeOutput};
 use super::{Config, Internal, Sinks};
-use backend_core::runner::{RunnerEvent, Stream};
+use backend_core::runner::{RunnerEvent, Stream, MAX_FRAME};
 use futures::StreamExt;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -64,6 +64,11 @@ enum FromPython {
     },
     /// About to start a process: drain the pipes, then answer `synced`.
     Sync,
+    /// A rich item from `display()`: `text/html` becomes an html console item, anything else a media item.
+    Media {
+        mime: String,
+        d: String,
+    },
 }
 
 /// A running interpreter, as the request side sees it.
@@ -230,6 +235,21 @@ impl InterpreterIo {
                     self.drain_and_emit(Some(run_id), false).await;
                     emit_output(&self.sinks.events, run_id, s, &d).await;
                 }
+            }
+            FromPython::Media { mime, d } => {
+                let Some(run_id) = current.clone() else { return };
+                self.drain_and_emit(Some(&run_id), false).await;
+                // One item is one frame: an item too large for a frame cannot be split like text.
+                if d.len() + mime.len() + run_id.len() + 64 > MAX_FRAME {
+                    let note = format!(
+                        "[backend-kernel-runner: display() of a {mime} item of {} bytes dropped: more than a frame \
+                         ({MAX_FRAME} bytes) holds]\n",
+                        d.len()
+                    );
+                    emit_output(&self.sinks.events, &run_id, Stream::Stderr, &note).await;
+                    return;
+                }
+                let _ = self.sinks.events.send(RunnerEvent::Media { run_id, mime, data: d }).await;
             }
             FromPython::Sync => {
                 self.drain_and_emit(current.as_deref(), false).await;

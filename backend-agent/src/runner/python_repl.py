@@ -4,7 +4,8 @@
 # stdin needs no pre_exec). Messages are JSON lines both ways:
 #   runner -> python: {"t":"exec","id","code"} {"t":"input","text","eof"} {"t":"complete","code"} {"t":"synced"}
 #   python -> runner: {"t":"start","id"} {"t":"out","s":"stdout"|"stderr","d"} {"t":"input","prompt"}
-#                     {"t":"done","id","code"} {"t":"completion","items"} {"t":"sync"}
+#                     {"t":"done","id","code"} {"t":"completion","items"} {"t":"sync"} {"t":"media","mime","d"}
+# ("media" is what display() sends: an html or media console item, in order with the output around it.)
 # The real fd 1/2 stay pipes that the runner forwards (subprocesses, C code).
 import sys
 
@@ -12,6 +13,7 @@ import sys
 _path0 = sys.path.pop(0) if sys.path and sys.path[0] in ("", ".") else None
 
 import ast
+import base64
 import builtins
 import io
 import json
@@ -258,6 +260,65 @@ sys.stdin = _Input()
 builtins.input = _input
 
 
+# What display() looks for, in the order it prefers them (richest first, as notebook front ends choose).
+_REPR_METHODS = (
+    ("_repr_html_", "text/html"),
+    ("_repr_svg_", "image/svg+xml"),
+    ("_repr_png_", "image/png"),
+    ("_repr_jpeg_", "image/jpeg"),
+)
+
+
+def _send_media(mime, data):
+    with _Critical():
+        with _io_lock:
+            # What was printed before comes first: the item lands between the output around it.
+            _stdout._flush_locked()
+            _stderr._flush_locked()
+            _ctl.send({"t": "media", "mime": mime, "d": data})
+
+
+def _payload(mime, value):
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value)
+        if mime.startswith("text/") or mime.endswith("+xml"):
+            return value.decode("utf-8", "replace")
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, str):
+        return value  # text, or binary data already in base64
+    raise TypeError("display(..., mime=%r) takes str or bytes, not %s" % (mime, type(value).__name__))
+
+
+def display(*objs, mime=None):
+    """Shows objects as rich console items, like IPython's display().
+
+    An object with _repr_html_ becomes an "html" item; one with _repr_svg_, _repr_png_ or _repr_jpeg_ a "media"
+    item [mime, payload] (images base64). With mime=, a str (or bytes) is sent as that type as it is:
+    display("<b>hi</b>", mime="text/html"), display(png_base64, mime="image/png"). Anything else is printed.
+    """
+    for obj in objs:
+        if mime is not None:
+            mime_type = str(mime)
+            _send_media(mime_type, _payload(mime_type, obj))
+            continue
+        for method, mime_type in _REPR_METHODS:
+            render = getattr(obj, method, None)
+            if not callable(render):
+                continue
+            data = render()
+            if data is None:
+                continue  # the object declines this type; try the next
+            if isinstance(data, tuple):  # IPython allows (data, metadata)
+                data = data[0]
+            _send_media(mime_type, _payload(mime_type, data))
+            break
+        else:
+            print(repr(obj))
+
+
+builtins.display = display
+
+
 def _flusher():
     # A program that prints a line and then computes (or blocks) must still show that line soon.
     while True:
@@ -285,6 +346,13 @@ def _after_fork_in_child():
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     sys.stdin = open(0, "r", closefd=False)
     builtins.input = _builtin_input
+    builtins.display = _display_as_text
+
+
+def _display_as_text(*objs, **kwargs):
+    # A forked child has no control channel for rich items.
+    for obj in objs:
+        print(repr(obj))
 
 
 def _flush_all():

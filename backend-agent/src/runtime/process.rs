@@ -3,6 +3,10 @@
 //!
 //! Layout under the runtime's root: `<kernel-id>/work/` (the work directory), `runner.sock`, `runner.log` (the
 //! kernel's log) and `kernel.json` (what is needed to re-attach after an agent restart).
+//!
+//! Shared memory: a kernel here shares the host's `/dev/shm`, so [`KernelSpec::shmem`]
+//! (`config.resource_opts.shmem`) cannot be applied and is not: the kernel sees whatever the host's `/dev/shm` holds,
+//! and what it puts there counts against no limit of its own. Use the Docker runtime where the size must hold.
 
 use async_trait::async_trait;
 use backend_core::error::{Error, Result};

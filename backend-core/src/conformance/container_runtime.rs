@@ -28,6 +28,7 @@ fn spec(image: &ImageInfo) -> KernelSpec {
         cluster_size: 1,
         mounts: vec![],
         bootstrap_script: None,
+        shmem: None,
     }
 }
 
@@ -61,6 +62,7 @@ async fn run_to_end(conn: &mut Framed<UnixStream, AgentCodec>, code: &str) -> (S
         mode: RunMode::Query,
         code: code.into(),
         options: BatchOptions::default(),
+        timeout_ms: None,
     };
     conn.send(req).await.expect("send");
     let mut out = String::new();

@@ -13,7 +13,9 @@ use crate::model::{
 };
 use crate::slots::ResourceSlots;
 use crate::status::{KernelStatus, SessionStatus, StatusHistory};
-use crate::store::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
+use crate::store::{
+    Allocation, KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter,
+};
 use crate::vfolder::{
     InvitationState, UsageMode, VFolder, VFolderAccess, VFolderInvitation, VFolderMount, VFolderOwner,
     VFolderPermission,
@@ -47,6 +49,11 @@ pub async fn run(store: &dyn MetadataStore) {
     assert_occupancy_invariant(store).await;
     allocate_refusals_change_nothing(store).await;
     assert_occupancy_invariant(store).await;
+    allocate_batch_in_order(store).await;
+    assert_occupancy_invariant(store).await;
+    update_kernels_in_order(store).await;
+    assert_occupancy_invariant(store).await;
+    occupancy_counts_what_holds_resources(store).await;
     kernel_lifecycle(store).await;
     assert_occupancy_invariant(store).await;
     kernel_error_fails_session(store).await;
@@ -180,6 +187,8 @@ pub fn pending_session(
         architecture: None,
         vfolder_mounts: vec![],
         bootstrap_script: None,
+        batch_timeout: None,
+        shmem: None,
     };
     (session, kernel_records)
 }
@@ -535,6 +544,8 @@ pub async fn session_predicates(store: &dyn MetadataStore) {
     session.designated_agents = vec![AgentId::from("agent-a"), AgentId::from("agent-b")];
     session.architecture = Some("aarch64".into());
     session.bootstrap_script = Some("pip install --user tqdm\n".into());
+    session.batch_timeout = Some(90);
+    session.shmem = Some(64 << 20);
     store.insert_session(&session, &kernels).await.expect("insert session");
 
     assert_eq!(store.session(session.id).await.unwrap(), Some(session.clone()), "reads back as written");
@@ -797,6 +808,154 @@ pub async fn allocate_refusals_change_nothing(store: &dyn MetadataStore) {
 
     let missing = store.allocate(SessionId::new(), &placements, t1).await;
     assert_eq!(missing.expect_err("an unknown session").kind().status(), 404, "an unknown session is not found");
+}
+
+/// A batch is allocated in order, each session seeing what the ones before it took: a refused session (unknown
+/// agent, no room left, already SCHEDULED, unknown) gets the error `allocate` gives and changes nothing, and the
+/// sessions after it are still allocated; the answers carry the allocated records.
+pub async fn allocate_batch_in_order(store: &dyn MetadataStore) {
+    let agent = new_agent(store, cpu("4")).await;
+    let other = new_agent(store, cpu("4")).await;
+    let owner = new_owner(store).await;
+    let t0 = now();
+    let t1 = t0 + Duration::seconds(1);
+    let agents = [agent.id.clone(), other.id.clone()];
+    let mut sessions = Vec::new();
+    for (i, n) in ["2", "1", "2", "1"].iter().enumerate() {
+        let (s, ks) = pending_session(&owner, &unique_name("batch"), 1, &cpu(n), t0 + Duration::milliseconds(i as i64));
+        store.insert_session(&s, &ks).await.expect("insert");
+        sessions.push((s, ks));
+    }
+    let on = |i: usize, agent_id: &AgentId| Allocation {
+        session: sessions[i].0.id,
+        placements: vec![Placement { kernel_id: sessions[i].1[0].id, agent_id: agent_id.clone() }],
+    };
+    let nowhere = AgentId(format!("conformance-none-{}", Uuid::new_v4().simple()));
+    let unknown_session = Allocation { session: SessionId::new(), placements: on(0, &agent.id).placements };
+    let before_1 = snapshot(store, sessions[1].0.id, &agents).await;
+    let batch = vec![
+        on(0, &agent.id), // 2 of 4
+        on(1, &nowhere),  // unknown agent
+        on(2, &agent.id), // 4 of 4
+        on(3, &agent.id), // no room left
+        on(0, &other.id), // SCHEDULED by the first allocation of the batch
+        unknown_session,
+    ];
+    let answers = store.allocate_batch(&batch, t1).await.expect("the batch runs");
+    assert_eq!(answers.len(), batch.len(), "one answer per allocation");
+    let kinds: Vec<Option<ErrorKind>> = answers.iter().map(|a| a.as_ref().err().map(|e| e.kind())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            None,
+            Some(ErrorKind::AgentNotFound),
+            None,
+            Some(ErrorKind::QuotaExceeded),
+            Some(ErrorKind::Conflict),
+            Some(ErrorKind::SessionNotFound),
+        ]
+    );
+    for i in [0, 2] {
+        let (s, ks) = answers[i].as_ref().unwrap();
+        assert_eq!(s.id, sessions[i].0.id);
+        assert_eq!(s.status, SessionStatus::Scheduled);
+        assert_eq!(ks.len(), 1);
+        assert_eq!(ks[0].agent_id.as_ref(), Some(&agent.id));
+        assert_eq!(ks[0].agent_addr.as_ref(), Some(&agent.addr));
+        let stored = store.session(s.id).await.unwrap().expect("session");
+        assert_eq!(&stored, s, "the answer is the stored session");
+        assert_eq!(&store.kernels(s.id).await.unwrap(), ks, "and the stored kernels");
+    }
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("4")), "the agent is full");
+    assert!(occupied(store, &other.id).await.is_zero(), "nothing went to the other agent");
+    let after_1 = snapshot(store, sessions[1].0.id, &agents).await;
+    assert_eq!(
+        (after_1.session, after_1.kernels),
+        (before_1.session, before_1.kernels),
+        "the refused one is unchanged"
+    );
+    for i in [1, 3] {
+        let s = store.session(sessions[i].0.id).await.unwrap().expect("session");
+        assert_eq!(s.status, SessionStatus::Pending);
+        assert_eq!(statuses(&s.status_history), ["PENDING"]);
+        assert!(store.kernels(s.id).await.unwrap().iter().all(|k| k.agent_id.is_none() && k.occupied_slots.is_zero()));
+    }
+    assert!(store.allocate_batch(&[], t1).await.expect("an empty batch").is_empty());
+}
+
+/// A batch of kernel changes is applied in order, each as `update_kernel` would: two moves of the same kernel in
+/// one batch both land, a refused change (unknown kernel, a move the table forbids) changes nothing and the others
+/// go on, a dying kernel gives its slots back, and each session follows its kernels.
+pub async fn update_kernels_in_order(store: &dyn MetadataStore) {
+    let agent = new_agent(store, cpu("4")).await;
+    let owner = new_owner(store).await;
+    let t0 = now();
+    let t1 = t0 + Duration::seconds(1);
+    let (starting, starting_kernels) = allocated(store, &owner, &agent.id, 1, &cpu("1"), t0).await;
+    let (doomed, doomed_kernels) = allocated(store, &owner, &agent.id, 1, &cpu("2"), t0).await;
+    let (k, d) = (starting_kernels[0].id, doomed_kernels[0].id);
+    let batch = vec![
+        (k, KernelChange::status(KernelStatus::Preparing, None)),
+        (KernelId::new(), KernelChange::status(KernelStatus::Preparing, None)),
+        (k, KernelChange::status(KernelStatus::Pending, None)),
+        (k, KernelChange::status(KernelStatus::Creating, None)),
+        (d, KernelChange::status(KernelStatus::Cancelled, Some("gone".into()))),
+    ];
+    let answers = store.update_kernels(&batch, t1).await.expect("the batch runs");
+    let kinds: Vec<Option<ErrorKind>> = answers.iter().map(|a| a.as_ref().err().map(|e| e.kind())).collect();
+    assert_eq!(kinds, vec![None, Some(ErrorKind::KernelNotFound), Some(ErrorKind::Conflict), None, None]);
+    let moves: Vec<Option<(SessionStatus, SessionStatus)>> =
+        answers.iter().filter_map(|a| a.as_ref().ok()).map(|t| t.session).collect();
+    assert_eq!(
+        moves,
+        vec![
+            Some((SessionStatus::Scheduled, SessionStatus::Preparing)),
+            Some((SessionStatus::Preparing, SessionStatus::Creating)),
+            Some((SessionStatus::Scheduled, SessionStatus::Cancelled)),
+        ]
+    );
+
+    let kernel = store.kernel(k).await.unwrap().expect("kernel");
+    assert_eq!(kernel.status, KernelStatus::Creating);
+    assert_eq!(statuses(&kernel.status_history), ["PENDING", "SCHEDULED", "PREPARING", "CREATING"]);
+    assert_eq!(answers[3].as_ref().unwrap().kernel, kernel, "the answer is the stored kernel");
+    let s = store.session(starting.id).await.unwrap().expect("session");
+    assert_eq!(s.status, SessionStatus::Creating);
+    assert_eq!(statuses(&s.status_history), ["PENDING", "SCHEDULED", "PREPARING", "CREATING"]);
+
+    let dead = store.kernel(d).await.unwrap().expect("kernel");
+    assert_eq!(dead.status, KernelStatus::Cancelled);
+    assert!(dead.occupied_slots.is_zero() && dead.terminated_at == Some(t1));
+    let s = store.session(doomed.id).await.unwrap().expect("session");
+    assert_eq!(
+        (s.status, s.status_info.as_deref(), s.terminated_at),
+        (SessionStatus::Cancelled, Some("gone"), Some(t1))
+    );
+    assert!(same_slots(&occupied(store, &agent.id).await, &cpu("1")), "the cancelled kernel's slots are back");
+    assert!(store.update_kernels(&[], t1).await.expect("an empty batch").is_empty());
+}
+
+/// `occupancy` counts, per owner asked about, the sessions whose status holds resources and sums their requested
+/// slots; PENDING and ended sessions and owners not asked about are left out.
+pub async fn occupancy_counts_what_holds_resources(store: &dyn MetadataStore) {
+    let agent = new_agent(store, cpu("8")).await;
+    let (owner, other, idle) = (new_owner(store).await, new_owner(store).await, new_owner(store).await);
+    let t0 = now();
+    allocated(store, &owner, &agent.id, 1, &cpu("1"), t0).await;
+    allocated(store, &owner, &agent.id, 2, &cpu("2"), t0).await;
+    let (ended, _) = allocated(store, &owner, &agent.id, 1, &cpu("1"), t0).await;
+    let cancel = SessionChange { status: SessionStatus::Cancelled, status_info: None, result: None };
+    store.update_session(ended.id, cancel, t0).await.expect("cancel");
+    insert(store, &owner, &unique_name("waiting"), 1, t0).await;
+    allocated(store, &other, &agent.id, 1, &cpu("1"), t0).await;
+    insert(store, &idle, &unique_name("waiting"), 1, t0).await;
+
+    let got = store.occupancy(&[owner.clone(), idle.clone()]).await.expect("occupancy");
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec![&owner], "only owners asked about that hold something");
+    let (sessions, slots) = &got[&owner];
+    assert_eq!(*sessions, 2, "two sessions hold resources");
+    assert!(same_slots(slots, &cpu("5")), "1 cpu + 2 kernels of 2 cpus: {slots}");
+    assert!(store.occupancy(&[]).await.expect("nobody").is_empty());
 }
 
 /// One kernel through PREPARING → CREATING → RUNNING → TERMINATING → TERMINATED: the session follows, the slots stay

@@ -82,7 +82,7 @@ pub struct DockerRuntimeConfig {
     pub network: KernelNetwork,
     /// Most processes a kernel may have.
     pub pids_limit: i64,
-    /// Size of `/dev/shm`, in bytes.
+    /// Size of `/dev/shm`, in bytes, for kernels whose spec names none ([`KernelSpec::shmem`] wins).
     pub shm_size: i64,
     /// How long a graceful stop waits before killing.
     pub stop_timeout: Duration,
@@ -464,7 +464,8 @@ impl DockerRuntime {
             memory_swap: mem,
             nano_cpus,
             pids_limit: Some(self.config.pids_limit),
-            shm_size: Some(self.config.shm_size),
+            // The session's `resource_opts.shmem` when it names one (the manager keeps it within `mem`).
+            shm_size: Some(spec.shmem.and_then(|b| i64::try_from(b).ok()).unwrap_or(self.config.shm_size)),
             ulimits: Some(self.ulimits.clone()),
             // The runner needs no privilege: it only listens on a socket in a directory the kernel's user owns.
             cap_drop: Some(vec!["ALL".into()]),

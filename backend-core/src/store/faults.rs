@@ -2,18 +2,21 @@
 //! points being the trait's method names (`allocate`, `update_kernel`, ...). Tests wrap a real store in it to check
 //! what callers leave behind when a store call fails midway (nothing half-allocated, no leaked slots).
 
-use super::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
+use super::{
+    Allocated, Allocation, KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter,
+};
 use crate::error::{Error, Result};
 use crate::ids::{AccessKey, AgentId, InvitationId, KernelId, SessionId, VFolderId};
 use crate::model::{
     AgentHeartbeat, AgentInfo, AgentStatus, Domain, Group, KernelRecord, KeyPair, KeyPairResourcePolicy, ScalingGroup,
     SessionRecord, User,
 };
+use crate::slots::ResourceSlots;
 use crate::status::SessionStatus;
 use crate::vfolder::{InvitationState, VFolder, VFolderAccess, VFolderInvitation, VFolderPermission};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// The named points: every method of [`MetadataStore`].
@@ -51,12 +54,15 @@ pub const POINTS: &[&str] = &[
     "session",
     "find_session",
     "list_sessions",
+    "occupancy",
     "pending_sessions",
     "kernels",
     "kernel",
     "kernels_on_agent",
     "allocate",
+    "allocate_batch",
     "update_kernel",
+    "update_kernels",
     "update_session",
     "insert_vfolder",
     "vfolder",
@@ -303,9 +309,28 @@ impl MetadataStore for FaultyStore {
         self.inner.allocate(session, placements, now).await
     }
 
+    async fn occupancy(&self, owners: &[AccessKey]) -> Result<BTreeMap<AccessKey, (u32, ResourceSlots)>> {
+        self.check("occupancy")?;
+        self.inner.occupancy(owners).await
+    }
+
+    async fn allocate_batch(&self, batch: &[Allocation], now: DateTime<Utc>) -> Result<Vec<Result<Allocated>>> {
+        self.check("allocate_batch")?;
+        self.inner.allocate_batch(batch, now).await
+    }
+
     async fn update_kernel(&self, id: KernelId, change: KernelChange, now: DateTime<Utc>) -> Result<KernelTransition> {
         self.check("update_kernel")?;
         self.inner.update_kernel(id, change, now).await
+    }
+
+    async fn update_kernels(
+        &self,
+        changes: &[(KernelId, KernelChange)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<KernelTransition>>> {
+        self.check("update_kernels")?;
+        self.inner.update_kernels(changes, now).await
     }
 
     async fn update_session(

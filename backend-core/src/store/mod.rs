@@ -4,6 +4,8 @@
 //! Implementations: [`sqlite::SqliteStore`] (embedded, feature `sqlite`) and `postgres::PostgresStore` (clusters,
 //! feature `postgres`). Every implementation must pass [`crate::conformance::metadata_store`].
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod changes;
 pub mod faults;
 pub mod fixtures;
 #[cfg(feature = "postgres")]
@@ -18,10 +20,12 @@ use crate::model::{
     AgentHeartbeat, AgentInfo, AgentStatus, Domain, Group, KernelRecord, KeyPair, KeyPairResourcePolicy, ScalingGroup,
     SessionRecord, SessionResult, User,
 };
+use crate::slots::ResourceSlots;
 use crate::status::{KernelStatus, SessionStatus};
 use crate::vfolder::{InvitationState, VFolder, VFolderAccess, VFolderInvitation, VFolderPermission};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 
 /// The order folders list in: by owner (users by e-mail, then groups by domain and name), then by name.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -82,6 +86,18 @@ pub struct Placement {
     /// The agent chosen for it.
     pub agent_id: AgentId,
 }
+
+/// One session's placements, for [`MetadataStore::allocate_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// The PENDING session.
+    pub session: SessionId,
+    /// Where each of its kernels goes.
+    pub placements: Vec<Placement>,
+}
+
+/// A session as its allocation left it: SCHEDULED, with its kernels (main first) placed.
+pub type Allocated = (SessionRecord, Vec<KernelRecord>);
 
 /// A change to one kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +238,20 @@ pub trait MetadataStore: Send + Sync {
     async fn find_session(&self, owner: &AccessKey, name_or_id: &str) -> Result<Option<SessionRecord>>;
     /// Sessions matching the filter, newest first.
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>>;
+    /// What each of `owners` holds: how many of its sessions are in a status that holds resources, and the sum of
+    /// their requested slots. Owners holding nothing are left out. (The scheduler reads this every pass: a store
+    /// should answer without loading whole session records.)
+    async fn occupancy(&self, owners: &[AccessKey]) -> Result<BTreeMap<AccessKey, (u32, ResourceSlots)>> {
+        let holding = SessionStatus::ALL.iter().copied().filter(|s| s.holds_resources()).collect();
+        let filter = SessionFilter { statuses: Some(holding), ..SessionFilter::default() };
+        let mut out: BTreeMap<AccessKey, (u32, ResourceSlots)> = BTreeMap::new();
+        for s in self.list_sessions(&filter).await?.into_iter().filter(|s| owners.contains(&s.access_key)) {
+            let entry = out.entry(s.access_key).or_default();
+            entry.0 += 1;
+            entry.1 = std::mem::take(&mut entry.1) + s.requested_slots;
+        }
+        Ok(out)
+    }
     /// PENDING sessions with their kernels, oldest first.
     async fn pending_sessions(&self) -> Result<Vec<(SessionRecord, Vec<KernelRecord>)>>;
     /// A session's kernels: the main kernel first, then by role and index.
@@ -236,16 +266,41 @@ pub trait MetadataStore: Send + Sync {
     /// it must fit its capacity. Then the kernels record their agent and occupy their requested slots, the agents'
     /// occupied slots grow by the same amounts, and session and kernels become SCHEDULED. `Conflict` when the
     /// session is no longer PENDING, `QuotaExceeded` when an agent lacks room, `AgentNotFound` for an unknown or
-    /// unavailable agent, `InvalidParams` when the placements do not cover exactly the session's kernels; nothing
-    /// changes on any error.
-    async fn allocate(&self, session: SessionId, placements: &[Placement], now: DateTime<Utc>) -> Result<()>;
+    /// unavailable agent, `InvalidParams` when the placements do not cover exactly the session's kernels,
+    /// `SessionNotFound` for an unknown session; nothing changes on any error.
+    async fn allocate(&self, session: SessionId, placements: &[Placement], now: DateTime<Utc>) -> Result<()> {
+        let batch = [Allocation { session, placements: placements.to_vec() }];
+        let mut answers = self.allocate_batch(&batch, now).await?;
+        answers.pop().unwrap_or_else(|| Err(crate::Error::internal("allocate_batch answered nothing"))).map(drop)
+    }
+
+    /// Allocates several sessions in one transaction, in the order given (a scheduling pass's placements): each
+    /// one as [`MetadataStore::allocate`] would, seeing the slots the ones before it took. Answers one result per
+    /// allocation, in order: the session and kernels as allocated, or the error `allocate` would give, in which case
+    /// that session changed nothing and the others are unaffected. `Err` only when the store itself fails, and then
+    /// nothing changed at all.
+    async fn allocate_batch(&self, batch: &[Allocation], now: DateTime<Utc>) -> Result<Vec<Result<Allocated>>>;
 
     /// Changes one kernel. The move must be in the transition table (`Conflict` otherwise, nothing written); moving
     /// to the status it already has only updates the other fields. A kernel entering a dead status (TERMINATED,
     /// CANCELLED, ERROR) gives its occupied slots back to its agent. The session's status is then derived from all
     /// its kernels ([`SessionStatus::derive`]) and changed when it differs and the table allows it; the kernel's
-    /// `status_info` is copied to the session with it. Final statuses set `terminated_at`.
-    async fn update_kernel(&self, id: KernelId, change: KernelChange, now: DateTime<Utc>) -> Result<KernelTransition>;
+    /// `status_info` is copied to the session with it. Final statuses set `terminated_at`. `KernelNotFound` for an
+    /// unknown kernel.
+    async fn update_kernel(&self, id: KernelId, change: KernelChange, now: DateTime<Utc>) -> Result<KernelTransition> {
+        let mut answers = self.update_kernels(&[(id, change)], now).await?;
+        answers.pop().unwrap_or_else(|| Err(crate::Error::internal("update_kernels answered nothing")))
+    }
+
+    /// Changes several kernels in one transaction, in the order given, each as [`MetadataStore::update_kernel`]
+    /// would (a session's status is derived after each of its kernels' changes). Answers one result per change, in
+    /// order: a refused change (unknown kernel, a move the table forbids) changed nothing, and the others are
+    /// unaffected. `Err` only when the store itself fails, and then nothing changed at all.
+    async fn update_kernels(
+        &self,
+        changes: &[(KernelId, KernelChange)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<KernelTransition>>>;
 
     /// Moves a whole session, and each of its kernels that is not dead and may make the move, to a status (used to
     /// cancel or fail sessions that have no running kernels, and to record a batch result). Returns `(from, to)`

@@ -21,7 +21,9 @@ mod schema;
 mod vfolder;
 
 use self::schema::{agents, kernels, keypairs, sessions};
-use super::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
+use super::{
+    changes, Allocated, Allocation, KernelChange, KernelTransition, MetadataStore, SessionChange, SessionFilter,
+};
 use crate::error::{Error, Result};
 use crate::ids::{AccessKey, AgentId, InvitationId, KernelId, SessionId, VFolderId};
 use crate::model::{
@@ -40,13 +42,13 @@ use diesel::prelude::{
     AsChangeset, ExpressionMethods, Insertable, OptionalExtension, QueryDsl, Queryable, Selectable, SelectableHelper,
 };
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::upsert::excluded;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection, TransactionManager};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -429,6 +431,8 @@ struct SessionRow {
     designated_agents: Value,
     architecture: Option<String>,
     bootstrap_script: Option<String>,
+    batch_timeout: Option<i64>,
+    shmem: Option<i64>,
     vfolder_mounts: Value,
 }
 
@@ -460,6 +464,8 @@ impl SessionRow {
             designated_agents: to_json(&s.designated_agents)?,
             architecture: s.architecture.clone(),
             bootstrap_script: s.bootstrap_script.clone(),
+            batch_timeout: s.batch_timeout.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            shmem: s.shmem.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
             vfolder_mounts: to_json(&s.vfolder_mounts)?,
         })
     }
@@ -481,6 +487,8 @@ impl SessionRow {
             designated_agents: from_json("designated agents", self.designated_agents)?,
             architecture: self.architecture,
             bootstrap_script: self.bootstrap_script,
+            batch_timeout: self.batch_timeout.and_then(|t| u64::try_from(t).ok()),
+            shmem: self.shmem.and_then(|b| u64::try_from(b).ok()),
             vfolder_mounts: from_json("vfolder mounts", self.vfolder_mounts)?,
             name: self.name,
             access_key: AccessKey(self.access_key),
@@ -639,20 +647,6 @@ async fn save_agent_occupied(conn: &mut AsyncPgConnection, id: &AgentId, occupie
     Ok(())
 }
 
-/// `from - what` per slot, without the slots that reach zero; a slot that would go negative (which only a broken
-/// invariant allows) stops at zero.
-fn without(from: &ResourceSlots, what: &ResourceSlots) -> ResourceSlots {
-    let mut left = ResourceSlots::new();
-    for (slot, amount) in (from.clone() - what.clone()).iter() {
-        if amount > Decimal::ZERO {
-            left.set(slot, amount);
-        } else if amount < Decimal::ZERO {
-            tracing::warn!(slot, %amount, "releasing more slots than the agent had occupied");
-        }
-    }
-    left
-}
-
 /// Gives a kernel's occupied slots back to its agent (once: the kernel holds nothing afterwards), under the
 /// agent's row lock.
 async fn release(conn: &mut AsyncPgConnection, kernel: &mut KernelRecord) -> Tx<()> {
@@ -665,7 +659,7 @@ async fn release(conn: &mut AsyncPgConnection, kernel: &mut KernelRecord) -> Tx<
         return Ok(());
     };
     match load_agent(conn, agent_id, Lock::ForUpdate).await? {
-        Some(agent) => save_agent_occupied(conn, agent_id, &without(&agent.occupied_slots, &held)).await,
+        Some(agent) => save_agent_occupied(conn, agent_id, &changes::without(&agent.occupied_slots, &held)).await,
         None => {
             tracing::warn!(kernel = %kernel.id, agent = %agent_id, "the kernel's agent is unknown");
             Ok(())
@@ -710,124 +704,293 @@ async fn lock_agents_of(conn: &mut AsyncPgConnection, kernels: &[KernelRecord]) 
     Ok(())
 }
 
-async fn allocate_in(
+/// Allocates a batch in one transaction: reads the sessions, their kernels and the agents named under row locks
+/// (three statements, in the global lock order: sessions, kernels, agents, each by id), checks and applies each
+/// allocation in memory in the batch's order, then writes what changed with one statement per table.
+async fn allocate_batch_in(
     conn: &mut AsyncPgConnection,
-    id: SessionId,
-    placements: &[Placement],
+    batch: &[Allocation],
     now: DateTime<Utc>,
-) -> Tx<()> {
-    // The session's lock makes a second allocation of the same session wait, then see it SCHEDULED.
-    let mut session = load_session(conn, id, Lock::ForUpdate)
+) -> Tx<Vec<Result<Allocated>>> {
+    let ids: Vec<Uuid> = batch.iter().map(|a| a.session.0).collect();
+    let mut found: HashMap<SessionId, SessionRecord> = HashMap::new();
+    for row in sessions::table
+        .filter(sessions::id.eq_any(&ids))
+        .order(sessions::id.asc())
+        .select(SessionRow::as_select())
+        .for_update()
+        .load(conn)
         .await?
-        .ok_or_else(|| Error::SessionNotFound { name: id.to_string() })?;
-    if session.status != SessionStatus::Pending {
-        return Err(Error::Conflict {
-            msg: format!("session {id} is {}, not PENDING, and cannot be allocated", session.status),
-        }
-        .into());
+    {
+        let session = row.into_model()?;
+        found.insert(session.id, session);
     }
-    let mut kernels = load_kernels(conn, id, Lock::ForUpdate).await?;
+    let mut kernels_of: HashMap<SessionId, Vec<KernelRecord>> = HashMap::new();
+    for row in kernels::table
+        .filter(kernels::session_id.eq_any(&ids))
+        .order(kernels::id.asc())
+        .select(KernelRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?
+    {
+        let kernel = row.into_model()?;
+        kernels_of.entry(kernel.session_id).or_default().push(kernel);
+    }
+    let agent_ids: Vec<String> =
+        changes::agents_named(batch.iter().flat_map(|a| &a.placements)).into_iter().map(|a| a.0).collect();
+    let mut agents: HashMap<AgentId, AgentInfo> = HashMap::new();
+    for row in agents::table
+        .filter(agents::id.eq_any(&agent_ids))
+        .order(agents::id.asc())
+        .select(AgentRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?
+    {
+        let agent = row.into_model()?;
+        agents.insert(agent.id.clone(), agent);
+    }
 
-    // The placements must name every kernel of the session exactly once.
-    let mut target: HashMap<KernelId, &AgentId> = HashMap::new();
-    for p in placements {
-        if !kernels.iter().any(|k| k.id == p.kernel_id) {
-            return Err(
-                Error::InvalidParams { msg: format!("kernel {} is not part of session {id}", p.kernel_id) }.into()
-            );
-        }
-        if target.insert(p.kernel_id, &p.agent_id).is_some() {
-            return Err(Error::InvalidParams { msg: format!("kernel {} is placed twice", p.kernel_id) }.into());
-        }
-    }
-    if let Some(k) = kernels.iter().find(|k| !target.contains_key(&k.id)) {
-        return Err(Error::InvalidParams { msg: format!("kernel {} of session {id} is not placed", k.id) }.into());
-    }
-    for k in &kernels {
-        k.status.transition(KernelStatus::Scheduled)?;
-    }
-
-    // What each agent receives, then, under its row lock and in id order, whether it is there and has room.
-    let mut demand: BTreeMap<&AgentId, ResourceSlots> = BTreeMap::new();
-    for k in &kernels {
-        let slot = demand.entry(target[&k.id]).or_default();
-        *slot = std::mem::take(slot) + k.requested_slots.clone();
-    }
-    let mut hosts: HashMap<AgentId, AgentInfo> = HashMap::new();
-    for (agent_id, wanted) in &demand {
-        let agent = load_agent(conn, agent_id, Lock::ForUpdate)
-            .await?
-            .filter(|a| a.status == AgentStatus::Alive && a.schedulable)
-            .ok_or_else(|| Error::AgentNotFound { id: agent_id.to_string() })?;
-        let occupied = agent.occupied_slots.clone() + wanted.clone();
-        if !occupied.fits_in(&agent.available_slots) {
-            return Err(Error::QuotaExceeded {
-                msg: format!(
-                    "agent {agent_id} cannot take {wanted}: {} of {} occupied",
-                    agent.occupied_slots, agent.available_slots
-                ),
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut placed_agents: BTreeSet<AgentId> = BTreeSet::new();
+    for a in batch {
+        let Some(mut session) = found.get(&a.session).cloned() else {
+            answers.push(Err(Error::SessionNotFound { name: a.session.to_string() }));
+            continue;
+        };
+        let mut kernels = kernels_of.get(&a.session).cloned().unwrap_or_default();
+        match changes::allocate(&mut session, &mut kernels, &mut agents, &a.placements, now) {
+            Ok(()) => {
+                placed_agents.extend(a.placements.iter().map(|p| p.agent_id.clone()));
+                // A session named twice in a batch is PENDING only the first time.
+                found.insert(session.id, session.clone());
+                kernels_of.insert(session.id, kernels.clone());
+                sort_kernels(&mut kernels);
+                answers.push(Ok((session, kernels)));
             }
-            .into());
+            Err(e) => answers.push(Err(e)),
         }
-        save_agent_occupied(conn, agent_id, &occupied).await?;
-        hosts.insert(agent.id.clone(), agent);
     }
 
-    for k in &mut kernels {
-        let agent = &hosts[target[&k.id]];
-        k.agent_id = Some(agent.id.clone());
-        k.agent_addr = Some(agent.addr.clone());
-        k.occupied_slots = k.requested_slots.clone();
-        enter(conn, k, KernelStatus::Scheduled, now).await?;
-        save_kernel(conn, k).await?;
+    let placed: Vec<&Allocated> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+    if placed.is_empty() {
+        return Ok(answers);
     }
-    enter_session(&mut session, SessionStatus::Scheduled, now);
-    save_session(conn, &session).await
+    let (mut agent_ids, mut occupied) = (Vec::new(), Vec::new());
+    for id in &placed_agents {
+        agent_ids.push(id.0.clone());
+        occupied.push(to_json(&agents[id].occupied_slots)?);
+    }
+    save_agents_occupied(conn, agent_ids, occupied).await?;
+
+    let mut k = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for kernel in placed.iter().flat_map(|(_, kernels)| kernels) {
+        k.0.push(kernel.id.0);
+        k.1.push(kernel.agent_id.as_ref().map(|a| a.0.clone()).unwrap_or_default());
+        k.2.push(kernel.agent_addr.clone().unwrap_or_default());
+        k.3.push(to_json(&kernel.occupied_slots)?);
+        k.4.push(kernel.status.as_str().to_owned());
+        k.5.push(to_json(&kernel.status_history)?);
+    }
+    diesel::sql_query(
+        "UPDATE kernels AS k SET agent_id = v.agent_id, agent_addr = v.agent_addr, occupied_slots = v.occupied, \
+         status = v.status, status_history = v.history \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[]) \
+         AS v(id, agent_id, agent_addr, occupied, status, history) WHERE k.id = v.id",
+    )
+    .bind::<Array<SqlUuid>, _>(k.0)
+    .bind::<Array<Text>, _>(k.1)
+    .bind::<Array<Text>, _>(k.2)
+    .bind::<Array<Jsonb>, _>(k.3)
+    .bind::<Array<Text>, _>(k.4)
+    .bind::<Array<Jsonb>, _>(k.5)
+    .execute(conn)
+    .await?;
+
+    let mut s = (Vec::new(), Vec::new(), Vec::new());
+    for (session, _) in &placed {
+        s.0.push(session.id.0);
+        s.1.push(session.status.as_str().to_owned());
+        s.2.push(to_json(&session.status_history)?);
+    }
+    diesel::sql_query(
+        "UPDATE sessions AS s SET status = v.status, status_history = v.history \
+         FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS v(id, status, history) WHERE s.id = v.id",
+    )
+    .bind::<Array<SqlUuid>, _>(s.0)
+    .bind::<Array<Text>, _>(s.1)
+    .bind::<Array<Jsonb>, _>(s.2)
+    .execute(conn)
+    .await?;
+    Ok(answers)
 }
 
-async fn update_kernel_in(
+/// Changes a batch of kernels in one transaction: finds their sessions, then locks those sessions, all their
+/// kernels and the agents that may get slots back (the global lock order, each by id, one statement each), applies
+/// the changes in memory in order ([`changes::change_kernel`]) and writes what changed with one statement per table.
+async fn update_kernels_in(
     conn: &mut AsyncPgConnection,
-    id: KernelId,
-    change: KernelChange,
+    batch: &[(KernelId, KernelChange)],
     now: DateTime<Utc>,
-) -> Tx<KernelTransition> {
-    // A kernel never changes session, so an unlocked read finds which session to lock first.
-    let session_id =
-        load_kernel(conn, id, Lock::No).await?.ok_or_else(|| Error::KernelNotFound { id: id.to_string() })?.session_id;
-    let mut session = load_session(conn, session_id, Lock::ForUpdate)
+) -> Tx<Vec<Result<KernelTransition>>> {
+    // A kernel never changes session, so an unlocked read finds which sessions to lock.
+    let ids: Vec<Uuid> = batch.iter().map(|(id, _)| id.0).collect();
+    let owner_of: HashMap<Uuid, Uuid> = kernels::table
+        .filter(kernels::id.eq_any(&ids))
+        .select((kernels::id, kernels::session_id))
+        .load::<(Uuid, Uuid)>(conn)
         .await?
-        .ok_or_else(|| Error::internal(format!("kernel {id} belongs to no session")))?;
-    let mut kernel =
-        load_kernel(conn, id, Lock::ForUpdate).await?.ok_or_else(|| Error::KernelNotFound { id: id.to_string() })?;
-    if change.status != kernel.status {
-        kernel.status.transition(change.status)?;
-        enter(conn, &mut kernel, change.status, now).await?;
+        .into_iter()
+        .collect();
+    let session_ids: BTreeSet<Uuid> = owner_of.values().copied().collect();
+    let mut sessions_by_id: HashMap<Uuid, SessionRecord> = HashMap::new();
+    for row in sessions::table
+        .filter(sessions::id.eq_any(&session_ids))
+        .order(sessions::id.asc())
+        .select(SessionRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?
+    {
+        let session = row.into_model()?;
+        sessions_by_id.insert(session.id.0, session);
     }
-    if change.status_info.is_some() {
-        kernel.status_info = change.status_info;
+    let mut kernels_of: HashMap<Uuid, Vec<KernelRecord>> = HashMap::new();
+    for row in kernels::table
+        .filter(kernels::session_id.eq_any(&session_ids))
+        .order(kernels::id.asc())
+        .select(KernelRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?
+    {
+        let kernel = row.into_model()?;
+        kernels_of.entry(kernel.session_id.0).or_default().push(kernel);
     }
-    if change.container_id.is_some() {
-        kernel.container_id = change.container_id;
-    }
-    if change.exit_code.is_some() {
-        kernel.exit_code = change.exit_code;
-    }
-    save_kernel(conn, &kernel).await?;
-
-    // The session's lock keeps its other kernels from changing while its status is derived from them.
-    let statuses: Vec<KernelStatus> =
-        load_kernels(conn, session.id, Lock::No).await?.iter().map(|k| k.status).collect();
-    let moved = match SessionStatus::derive(&statuses) {
-        Some(to) if to != session.status && session.status.can_transition_to(to) => {
-            let from = session.status;
-            enter_session(&mut session, to, now);
-            session.status_info = kernel.status_info.clone();
-            save_session(conn, &session).await?;
-            Some((from, to))
-        }
-        _ => None,
+    let find = |kernels_of: &HashMap<Uuid, Vec<KernelRecord>>, id: &KernelId| {
+        owner_of.get(&id.0).and_then(|s| kernels_of.get(s)).and_then(|ks| ks.iter().find(|k| k.id == *id).cloned())
     };
-    Ok(KernelTransition { kernel, session: moved })
+    let mut agent_ids: BTreeSet<String> = BTreeSet::new();
+    for (id, change) in batch {
+        if let Some(agent_id) = find(&kernels_of, id).and_then(|k| k.agent_id.filter(|_| change.status.is_dead())) {
+            agent_ids.insert(agent_id.0);
+        }
+    }
+    let mut agents: HashMap<AgentId, AgentInfo> = HashMap::new();
+    if !agent_ids.is_empty() {
+        for row in agents::table
+            .filter(agents::id.eq_any(&agent_ids))
+            .order(agents::id.asc())
+            .select(AgentRow::as_select())
+            .for_update()
+            .load(conn)
+            .await?
+        {
+            let agent = row.into_model()?;
+            agents.insert(agent.id.clone(), agent);
+        }
+    }
+    let occupied_before: HashMap<AgentId, ResourceSlots> =
+        agents.iter().map(|(id, a)| (id.clone(), a.occupied_slots.clone())).collect();
+
+    let mut answers = Vec::with_capacity(batch.len());
+    let (mut dirty_kernels, mut dirty_sessions) = (BTreeSet::new(), BTreeSet::new());
+    for (id, change) in batch {
+        let Some(session_id) = owner_of.get(&id.0) else {
+            answers.push(Err(Error::KernelNotFound { id: id.to_string() }));
+            continue;
+        };
+        let (Some(session), Some(kernels)) = (sessions_by_id.get_mut(session_id), kernels_of.get_mut(session_id))
+        else {
+            return Err(Error::internal(format!("kernel {id} belongs to no session")).into());
+        };
+        let answer = changes::change_kernel(session, kernels, &mut agents, *id, change.clone(), now);
+        if let Ok(t) = &answer {
+            dirty_kernels.insert((*session_id, id.0));
+            if t.session.is_some() {
+                dirty_sessions.insert(*session_id);
+            }
+        }
+        answers.push(answer);
+    }
+
+    if !dirty_kernels.is_empty() {
+        let mut k = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (session_id, kernel_id) in &dirty_kernels {
+            let Some(kernel) = kernels_of[session_id].iter().find(|k| k.id.0 == *kernel_id) else { continue };
+            k.0.push(kernel.id.0);
+            k.1.push(kernel.status.as_str().to_owned());
+            k.2.push(kernel.status_info.clone());
+            k.3.push(to_json(&kernel.status_history)?);
+            k.4.push(to_json(&kernel.occupied_slots)?);
+            k.5.push(kernel.container_id.clone());
+            k.6.push(kernel.exit_code);
+            k.7.push(kernel.terminated_at);
+        }
+        diesel::sql_query(
+            "UPDATE kernels AS k SET status = v.status, status_info = v.status_info, status_history = v.history, \
+             occupied_slots = v.occupied, container_id = v.container_id, exit_code = v.exit_code, \
+             terminated_at = v.terminated_at \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[], $7::int4[], \
+             $8::timestamptz[]) AS v(id, status, status_info, history, occupied, container_id, exit_code, \
+             terminated_at) WHERE k.id = v.id",
+        )
+        .bind::<Array<SqlUuid>, _>(k.0)
+        .bind::<Array<Text>, _>(k.1)
+        .bind::<Array<Nullable<Text>>, _>(k.2)
+        .bind::<Array<Jsonb>, _>(k.3)
+        .bind::<Array<Jsonb>, _>(k.4)
+        .bind::<Array<Nullable<Text>>, _>(k.5)
+        .bind::<Array<Nullable<Integer>>, _>(k.6)
+        .bind::<Array<Nullable<Timestamptz>>, _>(k.7)
+        .execute(conn)
+        .await?;
+    }
+    if !dirty_sessions.is_empty() {
+        let mut v = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for id in &dirty_sessions {
+            let session = &sessions_by_id[id];
+            v.0.push(session.id.0);
+            v.1.push(session.status.as_str().to_owned());
+            v.2.push(session.status_info.clone());
+            v.3.push(to_json(&session.status_history)?);
+            v.4.push(session.terminated_at);
+        }
+        diesel::sql_query(
+            "UPDATE sessions AS s SET status = v.status, status_info = v.status_info, status_history = v.history, \
+             terminated_at = v.terminated_at \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[]) \
+             AS v(id, status, status_info, history, terminated_at) WHERE s.id = v.id",
+        )
+        .bind::<Array<SqlUuid>, _>(v.0)
+        .bind::<Array<Text>, _>(v.1)
+        .bind::<Array<Nullable<Text>>, _>(v.2)
+        .bind::<Array<Jsonb>, _>(v.3)
+        .bind::<Array<Nullable<Timestamptz>>, _>(v.4)
+        .execute(conn)
+        .await?;
+    }
+    let released: Vec<&AgentInfo> = agents.values().filter(|a| occupied_before[&a.id] != a.occupied_slots).collect();
+    if !released.is_empty() {
+        let ids: Vec<String> = released.iter().map(|a| a.id.0.clone()).collect();
+        let occupied = released.iter().map(|a| to_json(&a.occupied_slots)).collect::<Tx<Vec<_>>>()?;
+        save_agents_occupied(conn, ids, occupied).await?;
+    }
+    Ok(answers)
+}
+
+/// Sets the occupied slots of several agents in one statement.
+async fn save_agents_occupied(conn: &mut AsyncPgConnection, ids: Vec<String>, occupied: Vec<Value>) -> Tx<()> {
+    diesel::sql_query(
+        "UPDATE agents AS a SET occupied_slots = v.occupied \
+         FROM unnest($1::text[], $2::jsonb[]) AS v(id, occupied) WHERE a.id = v.id",
+    )
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<Jsonb>, _>(occupied)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn update_session_in(
@@ -1256,14 +1419,40 @@ impl MetadataStore for PostgresStore {
         })
     }
 
-    async fn allocate(&self, session: SessionId, placements: &[Placement], now: DateTime<Utc>) -> Result<()> {
-        let now = ts(now);
-        transaction!(self, Mode::Write, |conn| allocate_in(conn, session, placements, now))
+    async fn occupancy(&self, owners: &[AccessKey]) -> Result<BTreeMap<AccessKey, (u32, ResourceSlots)>> {
+        let keys: Vec<&str> = owners.iter().map(|o| o.0.as_str()).collect();
+        let holding: Vec<&str> =
+            SessionStatus::ALL.iter().filter(|s| s.holds_resources()).map(|s| s.as_str()).collect();
+        transaction!(self, Mode::Read, |conn| async {
+            let rows: Vec<(String, Value)> = sessions::table
+                .filter(sessions::access_key.eq_any(&keys))
+                .filter(sessions::status.eq_any(&holding))
+                .select((sessions::access_key, sessions::requested_slots))
+                .load(conn)
+                .await?;
+            let mut out: BTreeMap<AccessKey, (u32, ResourceSlots)> = BTreeMap::new();
+            for (key, slots) in rows {
+                let slots: ResourceSlots = from_json("requested slots", slots)?;
+                let entry = out.entry(AccessKey(key)).or_default();
+                entry.0 += 1;
+                entry.1 = std::mem::take(&mut entry.1) + slots;
+            }
+            Ok(out)
+        })
     }
 
-    async fn update_kernel(&self, id: KernelId, change: KernelChange, now: DateTime<Utc>) -> Result<KernelTransition> {
+    async fn allocate_batch(&self, batch: &[Allocation], now: DateTime<Utc>) -> Result<Vec<Result<Allocated>>> {
         let now = ts(now);
-        transaction!(self, Mode::Write, |conn| update_kernel_in(conn, id, change.clone(), now))
+        transaction!(self, Mode::Write, |conn| allocate_batch_in(conn, batch, now))
+    }
+
+    async fn update_kernels(
+        &self,
+        changes: &[(KernelId, KernelChange)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<KernelTransition>>> {
+        let now = ts(now);
+        transaction!(self, Mode::Write, |conn| update_kernels_in(conn, changes, now))
     }
 
     async fn update_session(
@@ -1354,13 +1543,6 @@ mod tests {
     fn timestamps_are_truncated_to_the_microsecond() {
         let t = DateTime::parse_from_rfc3339("2025-01-02T03:04:05.123456789Z").unwrap().with_timezone(&Utc);
         assert_eq!(ts(t).to_rfc3339(), "2025-01-02T03:04:05.123456+00:00");
-    }
-
-    #[test]
-    fn released_slots_never_go_negative_and_drop_zeros() {
-        let occupied = ResourceSlots::from_pairs([("cpu", "2"), ("mem", "1g")]).unwrap();
-        let held = ResourceSlots::from_pairs([("cpu", "3"), ("mem", "1g")]).unwrap();
-        assert_eq!(without(&occupied, &held), ResourceSlots::new());
     }
 
     #[test]

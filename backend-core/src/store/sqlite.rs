@@ -13,7 +13,9 @@ mod schema;
 mod vfolder;
 
 use self::schema::{agents, kernels, keypairs, sessions};
-use super::{KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter};
+use super::{
+    changes, Allocated, Allocation, KernelChange, KernelTransition, MetadataStore, SessionChange, SessionFilter,
+};
 use crate::error::{Error, Result};
 use crate::ids::{AccessKey, AgentId, InvitationId, KernelId, SessionId, VFolderId};
 use crate::model::{
@@ -29,7 +31,6 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -336,6 +337,8 @@ struct SessionRow {
     designated_agents: String,
     architecture: Option<String>,
     bootstrap_script: Option<String>,
+    batch_timeout: Option<i64>,
+    shmem: Option<i64>,
     vfolder_mounts: String,
 }
 
@@ -367,6 +370,8 @@ impl SessionRow {
             designated_agents: to_json(&s.designated_agents)?,
             architecture: s.architecture.clone(),
             bootstrap_script: s.bootstrap_script.clone(),
+            batch_timeout: s.batch_timeout.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            shmem: s.shmem.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
             vfolder_mounts: to_json(&s.vfolder_mounts)?,
         })
     }
@@ -388,6 +393,8 @@ impl SessionRow {
             designated_agents: from_json("designated agents", &self.designated_agents)?,
             architecture: self.architecture,
             bootstrap_script: self.bootstrap_script,
+            batch_timeout: self.batch_timeout.and_then(|t| u64::try_from(t).ok()),
+            shmem: self.shmem.and_then(|b| u64::try_from(b).ok()),
             vfolder_mounts: from_json("vfolder mounts", &self.vfolder_mounts)?,
             name: self.name,
             access_key: AccessKey(self.access_key),
@@ -521,20 +528,6 @@ fn save_agent_occupied(conn: &mut SqliteConnection, id: &AgentId, occupied: &Res
     Ok(())
 }
 
-/// `from - what` per slot, without the slots that reach zero; a slot that would go negative (which only a broken
-/// invariant allows) stops at zero.
-fn without(from: &ResourceSlots, what: &ResourceSlots) -> ResourceSlots {
-    let mut left = ResourceSlots::new();
-    for (slot, amount) in (from.clone() - what.clone()).iter() {
-        if amount > Decimal::ZERO {
-            left.set(slot, amount);
-        } else if amount < Decimal::ZERO {
-            tracing::warn!(slot, %amount, "releasing more slots than the agent had occupied");
-        }
-    }
-    left
-}
-
 /// Gives a kernel's occupied slots back to its agent (once: the kernel holds nothing afterwards).
 fn release(conn: &mut SqliteConnection, kernel: &mut KernelRecord) -> Tx<()> {
     let held = std::mem::take(&mut kernel.occupied_slots);
@@ -546,7 +539,7 @@ fn release(conn: &mut SqliteConnection, kernel: &mut KernelRecord) -> Tx<()> {
         return Ok(());
     };
     match load_agent(conn, agent_id)? {
-        Some(agent) => save_agent_occupied(conn, agent_id, &without(&agent.occupied_slots, &held)),
+        Some(agent) => save_agent_occupied(conn, agent_id, &changes::without(&agent.occupied_slots, &held)),
         None => {
             tracing::warn!(kernel = %kernel.id, agent = %agent_id, "the kernel's agent is unknown");
             Ok(())
@@ -575,108 +568,79 @@ fn enter_session(session: &mut SessionRecord, status: SessionStatus, now: DateTi
     }
 }
 
-fn allocate_in(conn: &mut SqliteConnection, id: SessionId, placements: &[Placement], now: DateTime<Utc>) -> Tx<()> {
-    let mut session = load_session(conn, id)?.ok_or_else(|| Error::SessionNotFound { name: id.to_string() })?;
-    if session.status != SessionStatus::Pending {
-        return Err(Error::Conflict {
-            msg: format!("session {id} is {}, not PENDING, and cannot be allocated", session.status),
-        }
-        .into());
-    }
-    let mut kernels = load_kernels(conn, id)?;
-
-    // The placements must name every kernel of the session exactly once.
-    let mut target: HashMap<KernelId, &AgentId> = HashMap::new();
-    for p in placements {
-        if !kernels.iter().any(|k| k.id == p.kernel_id) {
-            return Err(
-                Error::InvalidParams { msg: format!("kernel {} is not part of session {id}", p.kernel_id) }.into()
-            );
-        }
-        if target.insert(p.kernel_id, &p.agent_id).is_some() {
-            return Err(Error::InvalidParams { msg: format!("kernel {} is placed twice", p.kernel_id) }.into());
+/// Allocates a batch in one transaction, one session after the other: each is checked and applied in memory
+/// ([`changes::apply`]) and written only when it succeeded.
+fn allocate_batch_in(
+    conn: &mut SqliteConnection,
+    batch: &[Allocation],
+    now: DateTime<Utc>,
+) -> Tx<Vec<Result<Allocated>>> {
+    let mut agents: HashMap<AgentId, AgentInfo> = HashMap::new();
+    for id in changes::agents_named(batch.iter().flat_map(|a| &a.placements)) {
+        if let Some(agent) = load_agent(conn, &id)? {
+            agents.insert(id, agent);
         }
     }
-    if let Some(k) = kernels.iter().find(|k| !target.contains_key(&k.id)) {
-        return Err(Error::InvalidParams { msg: format!("kernel {} of session {id} is not placed", k.id) }.into());
-    }
-    for k in &kernels {
-        k.status.transition(KernelStatus::Scheduled)?;
-    }
-
-    // What each agent receives, then whether it is there and has room.
-    let mut demand: BTreeMap<&AgentId, ResourceSlots> = BTreeMap::new();
-    for k in &kernels {
-        let slot = demand.entry(target[&k.id]).or_default();
-        *slot = std::mem::take(slot) + k.requested_slots.clone();
-    }
-    let mut hosts: HashMap<AgentId, AgentInfo> = HashMap::new();
-    for (agent_id, wanted) in &demand {
-        let agent = load_agent(conn, agent_id)?
-            .filter(|a| a.status == AgentStatus::Alive && a.schedulable)
-            .ok_or_else(|| Error::AgentNotFound { id: agent_id.to_string() })?;
-        let occupied = agent.occupied_slots.clone() + wanted.clone();
-        if !occupied.fits_in(&agent.available_slots) {
-            return Err(Error::QuotaExceeded {
-                msg: format!(
-                    "agent {agent_id} cannot take {wanted}: {} of {} occupied",
-                    agent.occupied_slots, agent.available_slots
-                ),
-            }
-            .into());
+    let mut answers = Vec::with_capacity(batch.len());
+    for a in batch {
+        let Some(mut session) = load_session(conn, a.session)? else {
+            answers.push(Err(Error::SessionNotFound { name: a.session.to_string() }));
+            continue;
+        };
+        let mut kernels = load_kernels(conn, a.session)?;
+        if let Err(e) = changes::allocate(&mut session, &mut kernels, &mut agents, &a.placements, now) {
+            answers.push(Err(e));
+            continue;
         }
-        save_agent_occupied(conn, agent_id, &occupied)?;
-        hosts.insert(agent.id.clone(), agent);
+        for agent_id in changes::agents_named(&a.placements) {
+            save_agent_occupied(conn, &agent_id, &agents[&agent_id].occupied_slots)?;
+        }
+        for k in &kernels {
+            save_kernel(conn, k)?;
+        }
+        save_session(conn, &session)?;
+        answers.push(Ok((session, kernels)));
     }
-
-    for k in &mut kernels {
-        let agent = &hosts[target[&k.id]];
-        k.agent_id = Some(agent.id.clone());
-        k.agent_addr = Some(agent.addr.clone());
-        k.occupied_slots = k.requested_slots.clone();
-        enter(conn, k, KernelStatus::Scheduled, now)?;
-        save_kernel(conn, k)?;
-    }
-    enter_session(&mut session, SessionStatus::Scheduled, now);
-    save_session(conn, &session)
+    Ok(answers)
 }
 
-fn update_kernel_in(
+/// Changes kernels one after the other in one transaction, each through [`changes::change_kernel`] on its
+/// session's records; a refused change writes nothing.
+fn update_kernels_in(
     conn: &mut SqliteConnection,
-    id: KernelId,
-    change: KernelChange,
+    changes: &[(KernelId, KernelChange)],
     now: DateTime<Utc>,
-) -> Tx<KernelTransition> {
-    let mut kernel = load_kernel(conn, id)?.ok_or_else(|| Error::KernelNotFound { id: id.to_string() })?;
-    if change.status != kernel.status {
-        kernel.status.transition(change.status)?;
-        enter(conn, &mut kernel, change.status, now)?;
-    }
-    if change.status_info.is_some() {
-        kernel.status_info = change.status_info;
-    }
-    if change.container_id.is_some() {
-        kernel.container_id = change.container_id;
-    }
-    if change.exit_code.is_some() {
-        kernel.exit_code = change.exit_code;
-    }
-    save_kernel(conn, &kernel)?;
-
-    let mut session = load_session(conn, kernel.session_id)?
-        .ok_or_else(|| Error::internal(format!("kernel {id} belongs to no session")))?;
-    let statuses: Vec<KernelStatus> = load_kernels(conn, session.id)?.iter().map(|k| k.status).collect();
-    let moved = match SessionStatus::derive(&statuses) {
-        Some(to) if to != session.status && session.status.can_transition_to(to) => {
-            let from = session.status;
-            enter_session(&mut session, to, now);
-            session.status_info = kernel.status_info.clone();
-            save_session(conn, &session)?;
-            Some((from, to))
+) -> Tx<Vec<Result<KernelTransition>>> {
+    let mut answers = Vec::with_capacity(changes.len());
+    for (id, change) in changes {
+        let Some(kernel) = load_kernel(conn, *id)? else {
+            answers.push(Err(Error::KernelNotFound { id: id.to_string() }));
+            continue;
+        };
+        let mut session = load_session(conn, kernel.session_id)?
+            .ok_or_else(|| Error::internal(format!("kernel {id} belongs to no session")))?;
+        let mut kernels = load_kernels(conn, session.id)?;
+        let mut agents = HashMap::new();
+        if let Some(agent_id) = changes::releases_to(&kernel, change) {
+            if let Some(agent) = load_agent(conn, agent_id)? {
+                agents.insert(agent.id.clone(), agent);
+            }
         }
-        _ => None,
-    };
-    Ok(KernelTransition { kernel, session: moved })
+        match changes::change_kernel(&mut session, &mut kernels, &mut agents, *id, change.clone(), now) {
+            Err(e) => answers.push(Err(e)),
+            Ok(t) => {
+                for agent in agents.values() {
+                    save_agent_occupied(conn, &agent.id, &agent.occupied_slots)?;
+                }
+                save_kernel(conn, &t.kernel)?;
+                if t.session.is_some() {
+                    save_session(conn, &session)?;
+                }
+                answers.push(Ok(t));
+            }
+        }
+    }
+    Ok(answers)
 }
 
 fn update_session_in(
@@ -1102,15 +1066,20 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn allocate(&self, session: SessionId, placements: &[Placement], now: DateTime<Utc>) -> Result<()> {
-        let placements = placements.to_vec();
+    async fn allocate_batch(&self, batch: &[Allocation], now: DateTime<Utc>) -> Result<Vec<Result<Allocated>>> {
+        let batch = batch.to_vec();
         let now = now.trunc_subsecs(6);
-        self.write(move |conn| allocate_in(conn, session, &placements, now)).await
+        self.write(move |conn| allocate_batch_in(conn, &batch, now)).await
     }
 
-    async fn update_kernel(&self, id: KernelId, change: KernelChange, now: DateTime<Utc>) -> Result<KernelTransition> {
+    async fn update_kernels(
+        &self,
+        changes: &[(KernelId, KernelChange)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<KernelTransition>>> {
+        let changes = changes.to_vec();
         let now = now.trunc_subsecs(6);
-        self.write(move |conn| update_kernel_in(conn, id, change, now)).await
+        self.write(move |conn| update_kernels_in(conn, &changes, now)).await
     }
 
     async fn update_session(
@@ -1203,15 +1172,6 @@ mod tests {
         assert_eq!(ts(early), "2025-01-02T03:04:05.123456Z");
         assert!(ts(early) < ts(late));
         assert_eq!(parse_ts(&ts(early)).unwrap(), early.trunc_subsecs(6));
-    }
-
-    #[test]
-    fn released_slots_never_go_negative_and_drop_zeros() {
-        let occupied = ResourceSlots::from_pairs([("cpu", "2"), ("mem", "1g")]).unwrap();
-        let held = ResourceSlots::from_pairs([("cpu", "3"), ("mem", "1g")]).unwrap();
-        assert_eq!(without(&occupied, &held), ResourceSlots::new());
-        let part = ResourceSlots::from_pairs([("cpu", "1")]).unwrap();
-        assert_eq!(without(&occupied, &part), ResourceSlots::from_pairs([("cpu", "1"), ("mem", "1g")]).unwrap());
     }
 
     #[test]

@@ -646,7 +646,10 @@ impl ComputeSession {
         None
     }
     async fn resource_opts(&self) -> String {
-        "{}".into()
+        match self.s.shmem {
+            Some(bytes) => serde_json::json!({ "shmem": bytes }).to_string(),
+            None => "{}".into(),
+        }
     }
     async fn scaling_group(&self) -> String {
         self.s.scaling_group.clone()

@@ -66,6 +66,8 @@ diesel::table! {
         designated_agents -> Jsonb,
         architecture -> Nullable<Text>,
         bootstrap_script -> Nullable<Text>,
+        batch_timeout -> Nullable<BigInt>,
+        shmem -> Nullable<BigInt>,
         vfolder_mounts -> Jsonb,
     }
 }
