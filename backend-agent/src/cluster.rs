@@ -4,6 +4,7 @@
 //! Settings are layered ([`backend_core::settings`]): built-in [`DEFAULTS`] < `agent.toml` < `BACKENDAI_*`
 //! environment variables < `--set section.key=value`.
 
+use crate::accelerator::AcceleratorSetting;
 use crate::runtime::{AgentRuntime, RuntimeConfig, RuntimeKind};
 use crate::{Agent, AgentConfig};
 use anyhow::Context;
@@ -27,6 +28,7 @@ bind = "0.0.0.0:6001"
 runtime = "process"
 data_dir = "/var/lib/backend-ai/agent"
 heartbeat_interval_secs = 3.0
+accelerator = "none"
 
 [etcd]
 endpoints = ["http://127.0.0.1:2379"]
@@ -67,6 +69,9 @@ pub struct AgentSection {
     pub heartbeat_interval_secs: f64,
     /// Capacity to announce (`{ cpu = "4", mem = "8g" }`); default: the machine's CPUs and memory.
     pub capacity: Option<BTreeMap<String, String>>,
+    /// Accelerator devices: `none`, `mock:N` (N fake CUDA devices) or `nvidia` (the GPUs `nvidia-smi` lists). They
+    /// add `cuda.device` (and for the mock `cuda.shares`) to the capacity.
+    pub accelerator: AcceleratorSetting,
 }
 
 impl AgentSettings {
@@ -111,6 +116,9 @@ pub async fn serve(
         let pairs = capacity.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         config.capacity = Some(ResourceSlots::from_pairs(pairs).context("agent.capacity")?);
     }
+    config.accelerator = s.accelerator;
+    // The kernels' devices are recorded beside the kernels' directories, so a restarted agent takes them back.
+    config.state_dir = Some(s.data_dir.clone());
     let runtime = AgentRuntime::build(RuntimeConfig::new(s.runtime, s.data_dir.join("kernels")))
         .await
         .with_context(|| format!("starting the {} runtime", s.runtime))?;
@@ -134,5 +142,29 @@ mod tests {
         assert_eq!(settings.agent.runtime, RuntimeKind::Process);
         assert_eq!(settings.agent.scaling_group, "default");
         assert!(settings.redis.url.is_none(), "the sample leaves the Redis URL to etcd");
+        assert_eq!(settings.agent.accelerator, AcceleratorSetting::None);
+    }
+
+    #[test]
+    fn the_accelerator_comes_from_the_file_the_environment_or_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(&file, "[agent]\naccelerator = \"mock:4\"\n").unwrap();
+        let load = |env: &[(&str, &str)], overrides: &[String]| -> AgentSettings {
+            let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Layers { defaults: DEFAULTS, file: Some(&file), env_prefix: "BACKENDAI", env, overrides }.load().unwrap()
+        };
+        assert_eq!(load(&[], &[]).agent.accelerator, AcceleratorSetting::Mock(4));
+        let env = [("BACKENDAI_AGENT_ACCELERATOR", "nvidia")];
+        assert_eq!(load(&env, &[]).agent.accelerator, AcceleratorSetting::Nvidia);
+        let cli = ["agent.accelerator=mock:2".to_owned()];
+        assert_eq!(load(&env, &cli).agent.accelerator, AcceleratorSetting::Mock(2));
+        let bad = Layers {
+            defaults: DEFAULTS,
+            overrides: &["agent.accelerator=tpu".to_owned()],
+            env_prefix: "BACKENDAI",
+            ..Default::default()
+        };
+        assert!(bad.load::<AgentSettings>().is_err());
     }
 }

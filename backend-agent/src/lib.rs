@@ -3,8 +3,11 @@
 //!
 //! Composition: an [`Agent`] holds a [`ContainerRuntime`] (here [`runtime::process::ProcessRuntime`]), the
 //! [`kernel::KernelRegistry`] of runner connections, and the event bus and live state it reports through. [`run`]
-//! serves the [`rpc`] API on a listener the caller owns until the caller's shutdown future resolves.
+//! serves the [`rpc`] API on a listener the caller owns until the caller's shutdown future resolves. Its
+//! [`accelerator`] devices (none by default) add `cuda.device` / `cuda.shares` to its capacity and go to the kernels
+//! that ask for them.
 
+pub mod accelerator;
 pub mod cluster;
 pub mod dummy;
 pub mod files;
@@ -24,10 +27,12 @@ use backend_core::model::AgentHeartbeat;
 use backend_core::runtime::{ContainerRuntime, KernelExit, KernelHandle, KernelSpec};
 use backend_core::ResourceSlots;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+use accelerator::{AcceleratorSetting, KernelDevices};
 use kernel::{KernelConn, KernelRegistry};
 
 /// The agent's settings.
@@ -45,8 +50,14 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     /// How long an execute call waits for a milestone before answering `continued`.
     pub flush_window: Duration,
-    /// Capacity to announce; default: the machine's CPUs and memory.
+    /// Capacity to announce; default: the machine's CPUs and memory. The accelerator's slots are added where this
+    /// gives them no amount.
     pub capacity: Option<ResourceSlots>,
+    /// The accelerator plugin (default: none).
+    pub accelerator: AcceleratorSetting,
+    /// Where the agent keeps what must survive its restart (the kernels' devices, `accelerator.json`); none: kept
+    /// in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -60,6 +71,8 @@ impl AgentConfig {
             heartbeat_interval: Duration::from_secs(3),
             flush_window: Duration::from_secs(2),
             capacity: None,
+            accelerator: AcceleratorSetting::None,
+            state_dir: None,
         }
     }
 }
@@ -88,6 +101,8 @@ pub struct Agent {
     pub runtime: Arc<dyn ContainerRuntime>,
     /// Runner connections.
     pub kernels: KernelRegistry,
+    /// The accelerator devices and which kernel holds which.
+    pub devices: KernelDevices,
     bus: Arc<dyn EventBus>,
     live: Arc<dyn LiveState>,
 }
@@ -100,14 +115,24 @@ impl Agent {
         bus: Arc<dyn EventBus>,
         live: Arc<dyn LiveState>,
     ) -> Arc<Self> {
-        Arc::new(Self { config, runtime, kernels: KernelRegistry::default(), bus, live })
+        let state_file = config.state_dir.as_ref().map(|d| d.join("accelerator.json"));
+        let devices = KernelDevices::new(config.accelerator.build(), state_file);
+        Arc::new(Self { config, runtime, kernels: KernelRegistry::default(), devices, bus, live })
     }
 
-    /// Creates a kernel and connects to its runner. A kernel whose runner cannot be reached is destroyed again, so
-    /// a failed create leaves nothing behind.
-    pub async fn create_kernel(self: &Arc<Self>, spec: KernelSpec) -> Result<KernelHandle> {
-        let handle = self.runtime.create_kernel(&spec).await?;
-        self.attach(handle, spec.kernel_id).await
+    /// Creates a kernel and connects to its runner. A kernel asking for accelerator slots first gets its devices
+    /// (`QuotaExceeded` when they are not free). A kernel whose runner cannot be reached is destroyed again, so a
+    /// failed create leaves nothing behind (its devices are given back too).
+    pub async fn create_kernel(self: &Arc<Self>, mut spec: KernelSpec) -> Result<KernelHandle> {
+        self.devices.prepare(&mut spec)?;
+        let created = match self.runtime.create_kernel(&spec).await {
+            Ok(handle) => self.attach(handle, spec.kernel_id).await,
+            Err(e) => Err(e),
+        };
+        if created.is_err() {
+            self.devices.release(spec.kernel_id);
+        }
+        created
     }
 
     /// Connects to a started kernel's runner and registers it; a kernel whose runner cannot be reached is destroyed.
@@ -136,16 +161,21 @@ impl Agent {
 
     /// Restarts a kernel: its processes are replaced by fresh ones from the same spec (state in the interpreter is
     /// lost; the runtime keeps the scratch directory where it can).
-    pub async fn restart_kernel(self: &Arc<Self>, spec: KernelSpec) -> Result<KernelHandle> {
+    /// The kernel keeps its devices.
+    pub async fn restart_kernel(self: &Arc<Self>, mut spec: KernelSpec) -> Result<KernelHandle> {
+        self.devices.prepare(&mut spec)?;
         self.kernels.remove(spec.kernel_id);
         let handle = self.runtime.restart_kernel(&spec).await?;
         self.attach(handle, spec.kernel_id).await
     }
 
     /// Destroys a kernel. Destroying one the agent no longer has is not an error when the runtime still knows it.
+    /// Its devices are given back either way.
     pub async fn destroy_kernel(&self, id: KernelId, forced: bool) -> Result<KernelExit> {
         self.kernels.remove(id);
-        self.runtime.destroy_kernel(id, forced).await
+        let exit = self.runtime.destroy_kernel(id, forced).await;
+        self.devices.release(id);
+        exit
     }
 
     /// One execute call on a kernel.
@@ -160,16 +190,17 @@ impl Agent {
 
     /// Reconnects to the kernels the runtime still has (after an agent restart). A kernel whose runner no longer
     /// answers is removed and reported as ended, so no record stays RUNNING and no directory or container is left.
-    /// Returns how many kernels were re-attached.
+    /// Re-attached kernels take back the devices they held ([`KernelDevices::restore`]). Returns how many kernels
+    /// were re-attached.
     pub async fn reattach(self: &Arc<Self>) -> Result<usize> {
-        let mut n = 0;
+        let mut kept = Vec::new();
         for handle in self.runtime.list_kernels().await? {
             let id = handle.kernel_id;
             match KernelConn::connect(handle.clone(), Duration::from_millis(500)).await {
                 Ok(conn) => {
                     self.kernels.insert(conn);
                     self.watch_exit(&handle);
-                    n += 1;
+                    kept.push(id);
                 }
                 Err(e) => {
                     tracing::warn!(kernel = %id, error = %e, "kernel found but its runner does not answer");
@@ -184,7 +215,8 @@ impl Agent {
                 }
             }
         }
-        Ok(n)
+        self.devices.restore(&kept);
+        Ok(kept.len())
     }
 
     /// Reports a kernel that ends by itself (not through `destroy_kernel`).
@@ -198,6 +230,7 @@ impl Agent {
             if agent.kernels.remove_if(id, &incarnation).is_some() {
                 // It ended by itself: free what it left (directory, cgroups) now rather than at session end.
                 let _ = agent.runtime.destroy_kernel(id, true).await;
+                agent.devices.release(id);
                 let event = Event::KernelExited {
                     agent_id: agent.config.id.clone(),
                     kernel_id: id,
@@ -211,6 +244,18 @@ impl Agent {
         });
     }
 
+    /// The capacity it announces: the configured (or the machine's) slots, plus the accelerator's slots that the
+    /// configuration gives no amount of.
+    pub fn capacity(&self) -> ResourceSlots {
+        let mut slots = self.config.capacity.clone().unwrap_or_else(host_capacity);
+        for (name, amount) in self.devices.capacity().iter() {
+            if slots.get(name).is_zero() {
+                slots.set(name, amount);
+            }
+        }
+        slots
+    }
+
     /// The heartbeat this agent sends.
     pub async fn heartbeat(&self, addr: &str) -> Result<AgentHeartbeat> {
         Ok(AgentHeartbeat {
@@ -218,7 +263,7 @@ impl Agent {
             addr: addr.to_owned(),
             scaling_group: self.config.scaling_group.clone(),
             architecture: std::env::consts::ARCH.to_owned(),
-            available_slots: self.config.capacity.clone().unwrap_or_else(host_capacity),
+            available_slots: self.capacity(),
             images: self.runtime.images().await?,
             runtime: self.runtime.name().to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

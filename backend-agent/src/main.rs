@@ -13,6 +13,9 @@ struct Cli {
     /// Overrides one setting: `--set agent.id=gpu-1` (after the file and the BACKENDAI_* environment).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     overrides: Vec<String>,
+    /// Accelerator devices: `none`, `mock:N` (N fake GPUs) or `nvidia`; short for `--set agent.accelerator=...`.
+    #[arg(long, value_name = "none|mock:N|nvidia")]
+    accelerator: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,7 +35,10 @@ async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(accelerator) = cli.accelerator.take() {
+        cli.overrides.push(format!("agent.accelerator={accelerator}"));
+    }
     let settings = AgentSettings::load(cli.config.as_deref(), &cli.overrides)?;
     backend_agent::cluster::serve(&settings, terminated()).await
 }

@@ -35,24 +35,11 @@ async fn kernels_get_cgroup_limits_where_allowed() {
         return;
     };
 
-    let spec = KernelSpec {
-        kernel_id: backend_core::KernelId::new(),
-        session_id: backend_core::SessionId::new(),
-        owner: "AKIATEST".into(),
-        image: "python:3.11".into(),
-        slots: backend_core::ResourceSlots::from([
-            ("cpu", rust_decimal::Decimal::new(5, 1)),
-            ("mem", (128u64 << 20).into()),
-        ]),
-        environ: Default::default(),
-        cluster_role: "main".into(),
-        cluster_idx: 1,
-        cluster_hostname: "main1".into(),
-        cluster_size: 1,
-        mounts: vec![],
-        bootstrap_script: None,
-        shmem: None,
-    };
+    let spec = KernelSpec::main(
+        "AKIATEST",
+        "python:3.11",
+        backend_core::ResourceSlots::from([("cpu", rust_decimal::Decimal::new(5, 1)), ("mem", (128u64 << 20).into())]),
+    );
     let handle = runtime.create_kernel(&spec).await.unwrap();
     let dirs = cgroups.dirs(spec.kernel_id);
     let read =

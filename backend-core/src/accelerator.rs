@@ -7,6 +7,20 @@
 //! fragmentation: a fraction goes to the partly used device with the least room that still holds it (best fit), so
 //! idle devices stay whole for requests of whole devices.
 //!
+//! The agent (`backend-agent`, setting `agent.accelerator` = `none`, `mock:N` or `nvidia`) adds [`capacity`] to its
+//! heartbeat, so the manager places kernels asking for `cuda.device` / `cuda.shares` only on agents that have them;
+//! it [`allocate`]s a kernel's devices when it creates it (`QuotaExceeded` fails the create), gives the kernel
+//! [`kernel_environ`] and [`container_args`] (the Docker runtime turns `--gpus` into a device request), [`free`]s
+//! them when the kernel is destroyed or ends, and after its own restart [`restore`]s the devices of the kernels it
+//! re-attaches from the allocations it recorded.
+//!
+//! [`capacity`]: AcceleratorPlugin::capacity
+//! [`allocate`]: AcceleratorPlugin::allocate
+//! [`kernel_environ`]: AcceleratorPlugin::kernel_environ
+//! [`container_args`]: AcceleratorPlugin::container_args
+//! [`free`]: AcceleratorPlugin::free
+//! [`restore`]: AcceleratorPlugin::restore
+//!
 //! ```
 //! use backend_core::accelerator::{AcceleratorPlugin, MockAccelerator};
 //! use backend_core::ResourceSlots;
@@ -73,6 +87,10 @@ pub trait AcceleratorPlugin: Send + Sync {
     fn allocate(&self, requested: &ResourceSlots) -> Result<DeviceAllocation>;
     /// Gives an allocation back.
     fn free(&self, allocation: &DeviceAllocation);
+    /// Takes exactly these shares of these devices again: an agent that restarts and re-attaches to its kernels
+    /// restores what they held, so new kernels do not get the same devices. `QuotaExceeded` when a device is unknown
+    /// or the shares no longer fit; nothing is taken then.
+    fn restore(&self, allocation: &DeviceAllocation) -> Result<()>;
     /// Environment variables that make the kernel see its devices (`CUDA_VISIBLE_DEVICES`).
     fn kernel_environ(&self, allocation: &DeviceAllocation) -> BTreeMap<String, String>;
     /// Extra container-runtime arguments (`--gpus device=0,1`); none by default.
@@ -140,6 +158,20 @@ impl AllocationMap {
         }
         self.used = trial;
         Ok(got)
+    }
+
+    /// Takes exactly `allocation` (device by device), all or nothing: for re-attaching kernels after a restart.
+    pub fn claim(&mut self, allocation: &DeviceAllocation) -> Result<()> {
+        let mut trial = self.used.clone();
+        for (index, share) in &allocation.devices {
+            let used = trial.get_mut(index).filter(|u| **u + *share <= Decimal::ONE && !share.is_sign_negative());
+            let Some(used) = used else {
+                return Err(Error::QuotaExceeded { msg: format!("device {index} cannot take {share} more") });
+            };
+            *used += *share;
+        }
+        self.used = trial;
+        Ok(())
     }
 
     /// Gives an allocation back (never below zero).
@@ -212,6 +244,9 @@ impl AcceleratorPlugin for MockAccelerator {
     fn free(&self, allocation: &DeviceAllocation) {
         self.map.lock().expect("allocation map").free(allocation);
     }
+    fn restore(&self, allocation: &DeviceAllocation) -> Result<()> {
+        self.map.lock().expect("allocation map").claim(allocation)
+    }
     fn kernel_environ(&self, allocation: &DeviceAllocation) -> BTreeMap<String, String> {
         visible_devices(allocation)
     }
@@ -276,6 +311,9 @@ impl AcceleratorPlugin for NvidiaAccelerator {
     fn free(&self, allocation: &DeviceAllocation) {
         self.map.lock().expect("allocation map").free(allocation);
     }
+    fn restore(&self, allocation: &DeviceAllocation) -> Result<()> {
+        self.map.lock().expect("allocation map").claim(allocation)
+    }
     fn kernel_environ(&self, allocation: &DeviceAllocation) -> BTreeMap<String, String> {
         let mut env = visible_devices(allocation);
         env.remove("BACKENDAI_CUDA_SHARES");
@@ -333,6 +371,23 @@ mod tests {
         gpus.free(&a);
         assert!(gpus.usage().values().all(|u| u.is_zero()), "free gives every share back");
         assert_eq!(gpus.capacity().get(CUDA_SHARES), Decimal::from(2));
+    }
+
+    #[test]
+    fn restore_takes_exactly_what_was_held_or_nothing() {
+        let gpus = MockAccelerator::new(2);
+        let held = DeviceAllocation { devices: BTreeMap::from([(1, Decimal::ONE), (0, dec("0.5"))]) };
+        gpus.restore(&held).unwrap();
+        assert_eq!(gpus.usage(), BTreeMap::from([(0, dec("0.5")), (1, Decimal::ONE)]));
+        let whole = ResourceSlots::from_pairs([(CUDA_DEVICE, "1")]).unwrap();
+        assert!(gpus.allocate(&whole).is_err(), "no idle device after the restore");
+        let before = gpus.usage();
+        let too_much = DeviceAllocation { devices: BTreeMap::from([(0, dec("0.4")), (1, dec("0.1"))]) };
+        assert!(gpus.restore(&too_much).is_err());
+        let unknown = DeviceAllocation { devices: BTreeMap::from([(7, Decimal::ONE)]) };
+        assert!(gpus.restore(&unknown).is_err());
+        assert_eq!(gpus.usage(), before, "a refused restore takes nothing");
+        assert_eq!(gpus.allocate(&shares("0.5")).unwrap().devices, BTreeMap::from([(0, dec("0.5"))]));
     }
 
     #[test]

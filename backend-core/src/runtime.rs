@@ -52,9 +52,37 @@ pub struct KernelSpec {
     /// runtime's default (Docker's 64 MiB). Runtimes that cannot size `/dev/shm` say so in their docs.
     #[serde(default)]
     pub shmem: Option<u64>,
+    /// Extra container-runtime arguments from the agent's accelerator plugin
+    /// ([`crate::accelerator::AcceleratorPlugin::container_args`], e.g. `--gpus "device=0,1"`). The manager sends
+    /// none; the agent fills them in after allocating devices. The Docker runtime turns `--gpus` into a device
+    /// request; the process runtime has no container and ignores them (the kernel sees its devices through
+    /// `CUDA_VISIBLE_DEVICES`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_args: Vec<String>,
 }
 
 impl KernelSpec {
+    /// The main kernel of a one-kernel session of `owner` with fresh ids: no extra environment, mounts, bootstrap
+    /// script, shared-memory size or container arguments.
+    pub fn main(owner: impl Into<AccessKey>, image: impl Into<String>, slots: ResourceSlots) -> Self {
+        Self {
+            kernel_id: KernelId::new(),
+            session_id: SessionId::new(),
+            owner: owner.into(),
+            image: image.into(),
+            slots,
+            environ: BTreeMap::new(),
+            cluster_role: "main".into(),
+            cluster_idx: 1,
+            cluster_hostname: "main1".into(),
+            cluster_size: 1,
+            mounts: Vec::new(),
+            bootstrap_script: None,
+            shmem: None,
+            container_args: Vec::new(),
+        }
+    }
+
     /// The kernel's environment: the request's variables, then the `BACKENDAI_*` ones every kernel gets (cluster
     /// hosts, role, rank, ...), with `HOME` at `home`.
     pub fn environ(&self, home: &str) -> BTreeMap<String, String> {

@@ -8,7 +8,7 @@
 #![cfg(feature = "docker")]
 
 use backend_core::error::ErrorKind;
-use backend_core::ids::{KernelId, SessionId};
+use backend_core::ids::KernelId;
 use backend_core::runner::{AgentCodec, BatchOptions, RunMode, RunnerEvent, RunnerRequest, Stream};
 use backend_core::runtime::docker::{DockerRuntime, DockerRuntimeConfig, KernelNetwork, LABEL_KERNEL_ID};
 use backend_core::runtime::{ContainerRuntime, KernelHandle, KernelSpec, RunnerEndpoint};
@@ -80,21 +80,7 @@ async fn runtime_at(root: &std::path::Path, network: KernelNetwork) -> DockerRun
 }
 
 fn spec(image: &str, owner: &str, mem: u64) -> KernelSpec {
-    KernelSpec {
-        kernel_id: KernelId::new(),
-        session_id: SessionId::new(),
-        owner: owner.into(),
-        image: image.into(),
-        slots: ResourceSlots::from([("cpu", 1.into()), ("mem", mem.into())]),
-        environ: Default::default(),
-        cluster_role: "main".into(),
-        cluster_idx: 1,
-        cluster_hostname: "main1".into(),
-        cluster_size: 1,
-        mounts: vec![],
-        bootstrap_script: None,
-        shmem: None,
-    }
+    KernelSpec::main(owner, image, ResourceSlots::from([("cpu", 1.into()), ("mem", mem.into())]))
 }
 
 struct Conn(Framed<UnixStream, AgentCodec>);
@@ -306,4 +292,29 @@ async fn orphans_are_swept_after_the_grace_period() {
     assert_eq!(containers_of(&rt, orphan.kernel_id).await, 0);
     assert_eq!(containers_of(&rt, kept.kernel_id).await, 1);
     rt.destroy_kernel(kept.kernel_id, true).await.expect("destroy");
+}
+
+/// An accelerator plugin's `--gpus "device=..."` reaches Docker as a device request: on a host without an NVIDIA
+/// container runtime Docker refuses to start such a container (and nothing of the kernel is left), while arguments
+/// Docker cannot take are refused before anything is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_arguments_become_a_device_request() {
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let rt = runtime_at(root.path(), KernelNetwork::None).await;
+    let odd = KernelSpec { container_args: vec!["--privileged".into()], ..spec("python", "AKIAGPUTEST", 256 << 20) };
+    assert!(matches!(rt.create_kernel(&odd).await, Err(backend_core::Error::InvalidParams { .. })));
+    assert!(!root.path().join(odd.kernel_id.to_string()).exists());
+    if std::process::Command::new("nvidia-smi").output().is_ok_and(|o| o.status.success()) {
+        return; // A GPU host would start it; this checks the refusal a GPU-less Docker gives.
+    }
+    let gpu = KernelSpec {
+        container_args: vec!["--gpus".into(), "\"device=0\"".into()],
+        ..spec("python", "AKIAGPUTEST", 256 << 20)
+    };
+    let err = rt.create_kernel(&gpu).await.expect_err("no GPU driver here");
+    let text = err.to_string().to_lowercase();
+    assert!(text.contains("gpu") || text.contains("device"), "Docker names the device request: {err}");
+    assert!(!root.path().join(gpu.kernel_id.to_string()).exists(), "nothing of the kernel is left");
+    assert!(rt.list_kernels().await.unwrap().iter().all(|h| h.kernel_id != gpu.kernel_id));
 }

@@ -546,6 +546,7 @@ impl Manager {
             mounts: session.vfolder_mounts.clone(),
             bootstrap_script: session.bootstrap_script.clone(),
             shmem: session.shmem,
+            container_args: vec![],
         }
     }
 

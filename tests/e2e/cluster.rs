@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn env_or(name: &str, default: &str) -> String {
+pub(crate) fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 /// A binary built beside this test (`cargo test --workspace` builds every package's binaries).
-fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
@@ -29,12 +29,12 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A child process killed when dropped.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     log: PathBuf,
 }
@@ -56,11 +56,11 @@ impl Drop for Proc {
     }
 }
 
-struct Cluster {
-    dir: tempfile::TempDir,
-    common: Vec<String>,
-    managers: Vec<(String, u16, Option<Proc>)>,
-    agents: Vec<(String, u16, Option<Proc>)>,
+pub(crate) struct Cluster {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) common: Vec<String>,
+    pub(crate) managers: Vec<(String, u16, Option<Proc>)>,
+    pub(crate) agents: Vec<(String, u16, Option<Proc>)>,
 }
 
 impl Cluster {
@@ -77,7 +77,7 @@ impl Cluster {
     }
 
     /// Runs a manager tool command to its end; returns its stdout.
-    fn tool(&self, args: &[&str]) -> String {
+    pub(crate) fn tool(&self, args: &[&str]) -> String {
         let out = self.manager_command(args).output().unwrap();
         assert!(out.status.success(), "backend-manager {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
@@ -90,7 +90,7 @@ impl Cluster {
         Proc { child: cmd.spawn().unwrap(), log }
     }
 
-    fn start_manager(&mut self, i: usize) {
+    pub(crate) fn start_manager(&mut self, i: usize) {
         let (id, port, _) = &self.managers[i];
         let mut cmd = self.manager_command(&["serve"]);
         cmd.args(["--set", &format!("manager.id={id}")]);
@@ -101,6 +101,11 @@ impl Cluster {
     }
 
     fn start_agent(&mut self, i: usize) {
+        self.start_agent_with(i, &[]);
+    }
+
+    /// Starts agent `i` with extra `--set` settings (after the common ones, so they win).
+    pub(crate) fn start_agent_with(&mut self, i: usize, extra: &[&str]) {
         let (id, port, _) = &self.agents[i];
         let mut cmd = Command::new(binary("backend-agent"));
         for s in self.common.iter().filter(|s| !s.starts_with("db.")) {
@@ -115,16 +120,37 @@ impl Cluster {
             "--set",
             "agent.capacity={ cpu = \"2\", mem = \"2g\" }",
         ]);
+        for s in extra {
+            cmd.arg("--set").arg(s);
+        }
         cmd.env_remove("BACKENDAI_CONFIG").stdin(Stdio::null());
         let proc = self.spawn(cmd, id);
         self.agents[i].2 = Some(proc);
     }
 
-    fn api(&self, i: usize, kp: &KeyPair) -> Api {
+    /// Loads the fixtures through the admin tool; answers the superadmin keypair it printed.
+    pub(crate) fn load_fixtures(&self) -> KeyPair {
+        let printed = self.tool(&["fixtures", "load"]);
+        let field = |name: &str| {
+            printed.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned()).expect(&printed)
+        };
+        KeyPair {
+            access_key: field("access_key:").as_str().into(),
+            secret_key: field("secret_key:"),
+            user_id: "admin@lablup.com".into(),
+            role: Role::Superadmin,
+            is_active: true,
+            rate_limit: 30_000,
+            resource_policy: "default".into(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    pub(crate) fn api(&self, i: usize, kp: &KeyPair) -> Api {
         Api::new(&format!("http://127.0.0.1:{}", self.managers[i].1), kp)
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let mut all = String::new();
         for (id, _, p) in self.managers.iter().chain(&self.agents) {
             if let Some(p) = p {
@@ -137,7 +163,7 @@ impl Cluster {
     }
 }
 
-async fn wait_for<T>(what: &str, cluster: &Cluster, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn wait_for<T>(what: &str, cluster: &Cluster, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = probe().await {
@@ -148,18 +174,18 @@ async fn wait_for<T>(what: &str, cluster: &Cluster, mut probe: impl AsyncFnMut()
     }
 }
 
-async fn agent_statuses(api: &Api) -> BTreeMap<String, String> {
+pub(crate) async fn agent_statuses(api: &Api) -> BTreeMap<String, String> {
     let q = json!({"query": "{ agents { id status } }"});
     let a = api.send(Method::POST, "/admin/gql", Some(q)).await;
     let Some(list) = a.body["data"]["agents"].as_array() else { return BTreeMap::new() };
     list.iter().map(|x| (x["id"].as_str().unwrap().to_owned(), x["status"].as_str().unwrap().to_owned())).collect()
 }
 
-async fn info(api: &Api, name: &str) -> Answer {
+pub(crate) async fn info(api: &Api, name: &str) -> Answer {
     api.send(Method::GET, &format!("/session/{name}"), None).await
 }
 
-fn agents_of(a: &Answer) -> Vec<String> {
+pub(crate) fn agents_of(a: &Answer) -> Vec<String> {
     a.body["agents"].as_array().map(|l| l.iter().map(|x| x.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
 }
 
@@ -192,19 +218,7 @@ async fn two_managers_three_agents_over_postgres_redis_and_etcd() {
     assert!(cluster.tool(&["schema", "migrate"]).starts_with("applied"));
     let status = cluster.tool(&["schema", "status"]);
     assert!(!status.contains("pending") && status.contains("applied"), "{status}");
-    let printed = cluster.tool(&["fixtures", "load"]);
-    let field =
-        |name: &str| printed.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned()).expect(&printed);
-    let admin = KeyPair {
-        access_key: field("access_key:").as_str().into(),
-        secret_key: field("secret_key:"),
-        user_id: "admin@lablup.com".into(),
-        role: Role::Superadmin,
-        is_active: true,
-        rate_limit: 30_000,
-        resource_policy: "default".into(),
-        created_at: chrono::Utc::now(),
-    };
+    let admin = cluster.load_fixtures();
 
     for i in 0..2 {
         cluster.start_manager(i);

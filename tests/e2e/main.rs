@@ -1,5 +1,6 @@
 //! End-to-end tests: real managers, agents and kernel runners on 127.0.0.1, driven over HTTP.
 
+mod accelerators;
 mod bad_input;
 mod client;
 mod cluster;

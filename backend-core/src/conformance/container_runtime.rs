@@ -3,7 +3,7 @@
 //! are refused.
 
 use crate::error::ErrorKind;
-use crate::ids::{KernelId, SessionId};
+use crate::ids::KernelId;
 use crate::model::ImageInfo;
 use crate::runner::{AgentCodec, BatchOptions, RunMode, RunnerEvent, RunnerRequest, Stream};
 use crate::runtime::{ContainerRuntime, KernelHandle, KernelSpec, RunnerEndpoint};
@@ -16,19 +16,12 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn spec(image: &ImageInfo) -> KernelSpec {
     KernelSpec {
-        kernel_id: KernelId::new(),
-        session_id: SessionId::new(),
-        owner: "AKIACONFORMANCE".into(),
-        image: image.name.clone(),
-        slots: crate::ResourceSlots::from([("cpu", 1.into()), ("mem", (512u64 << 20).into())]),
         environ: [("CONFORMANCE".to_owned(), "yes".to_owned())].into(),
-        cluster_role: "main".into(),
-        cluster_idx: 1,
-        cluster_hostname: "main1".into(),
-        cluster_size: 1,
-        mounts: vec![],
-        bootstrap_script: None,
-        shmem: None,
+        ..KernelSpec::main(
+            "AKIACONFORMANCE",
+            image.name.clone(),
+            crate::ResourceSlots::from([("cpu", 1.into()), ("mem", (512u64 << 20).into())]),
+        )
     }
 }
 

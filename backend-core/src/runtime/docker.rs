@@ -20,7 +20,7 @@ use crate::slots::{parse_amount, ResourceSlots};
 use async_trait::async_trait;
 /// The Docker client library this runtime is built on, for callers that need the raw API.
 pub use bollard;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, ResourcesUlimits};
+use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, NetworkCreateRequest, ResourcesUlimits};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
@@ -259,6 +259,37 @@ fn image_of(summary: &bollard::models::ImageSummary) -> Option<KernelImage> {
         }
     }
     Some(KernelImage { info: ImageInfo { name, aliases, lang, min_slots }, reference, runtime_path })
+}
+
+/// The device requests of an accelerator plugin's container arguments ([`KernelSpec::container_args`]), read as the
+/// Docker CLI reads them: `--gpus all`, `--gpus 2` or `--gpus "device=0,1"` (quotes optional). Other arguments are
+/// refused, so a plugin asking for something this runtime cannot do fails the create instead of being ignored.
+pub fn device_requests(args: &[String]) -> Result<Vec<DeviceRequest>> {
+    let mut requests = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--gpus") {
+            Some("") => args.next().map(String::as_str),
+            Some(v) => v.strip_prefix('='),
+            None => None,
+        };
+        let Some(value) = value.map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'')) else {
+            return Err(Error::InvalidParams { msg: format!("container argument {arg:?} is not supported by Docker") });
+        };
+        let gpu = vec![vec!["gpu".to_owned()]];
+        let request = if value == "all" {
+            DeviceRequest { count: Some(-1), capabilities: Some(gpu), ..Default::default() }
+        } else if let Some(list) = value.strip_prefix("device=") {
+            let ids = list.split(',').map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).collect();
+            DeviceRequest { device_ids: Some(ids), capabilities: Some(gpu), ..Default::default() }
+        } else if let Ok(count) = value.parse::<i64>() {
+            DeviceRequest { count: Some(count), capabilities: Some(gpu), ..Default::default() }
+        } else {
+            return Err(Error::InvalidParams { msg: format!("--gpus {value:?} is not a device list, count or all") });
+        };
+        requests.push(request);
+    }
+    Ok(requests)
 }
 
 fn label_filter(pairs: &[(&str, &str)]) -> HashMap<&'static str, Vec<String>> {
@@ -833,6 +864,7 @@ impl ContainerRuntime for DockerRuntime {
         let wanted =
             resolve_image(&infos, &spec.image).ok_or_else(|| Error::ImageNotFound { image: spec.image.clone() })?;
         let image = images.iter().find(|i| i.info.name == wanted.name).expect("resolved among these").clone();
+        let devices = device_requests(&spec.container_args)?;
         self.prepare_dirs(spec.kernel_id, spec.bootstrap_script.as_deref())?;
         let since = chrono::Utc::now().timestamp() - 1;
         let started = async {
@@ -843,7 +875,10 @@ impl ContainerRuntime for DockerRuntime {
                 KernelNetwork::PerOwner => Some(self.ensure_network(spec.owner.as_str()).await?),
                 KernelNetwork::None => None,
             };
-            let body = self.container_body(spec, &image, network);
+            let mut body = self.container_body(spec, &image, network);
+            if let (false, Some(host)) = (devices.is_empty(), body.host_config.as_mut()) {
+                host.device_requests = Some(devices);
+            }
             self.start_container(body, spec.kernel_id).await
         };
         let container_id = match started.await {
@@ -968,6 +1003,21 @@ mod tests {
     #[test]
     fn owner_networks_are_valid_docker_names() {
         assert_eq!(owner_network("AKIA.Ab_1"), "backendai-owner-akia-ab-1");
+    }
+
+    #[test]
+    fn gpu_arguments_become_device_requests() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let got = device_requests(&args(&["--gpus", "\"device=0,2\""])).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].device_ids, Some(vec!["0".to_owned(), "2".to_owned()]));
+        assert_eq!(got[0].capabilities, Some(vec![vec!["gpu".to_owned()]]));
+        assert_eq!(device_requests(&args(&["--gpus=all"])).unwrap()[0].count, Some(-1));
+        assert_eq!(device_requests(&args(&["--gpus", "2"])).unwrap()[0].count, Some(2));
+        assert!(device_requests(&[]).unwrap().is_empty());
+        assert!(device_requests(&args(&["--privileged"])).is_err());
+        assert!(device_requests(&args(&["--gpus"])).is_err());
+        assert!(device_requests(&args(&["--gpus", "some"])).is_err());
     }
 
     #[test]
