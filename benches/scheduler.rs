@@ -66,6 +66,8 @@ fn session(rng: &mut Rng, created_at: DateTime<Utc>) -> PendingSession {
     PendingSession {
         id: SessionId::new(),
         access_key: AccessKey::from(format!("AK{:03}", rng.below(OWNERS))),
+        domain: "default".into(),
+        group: "default".into(),
         image: "python".into(),
         scaling_group: "default".into(),
         priority: if rng.below(10) == 0 { 1 } else { 0 },
@@ -160,6 +162,7 @@ fn simulate(seq: &str, sel: &str, n_agents: usize, arrivals: usize, rounds: usiz
             pending: pending.iter().map(|(s, _)| s.clone()).collect(),
             agents: fleet.clone(),
             owners: owners.clone(),
+            scopes: HashMap::new(),
             now,
         };
         let started = Instant::now();

@@ -46,6 +46,17 @@ pub enum DomainCommand {
         /// Free text.
         #[arg(long)]
         description: Option<String>,
+        /// Its quota (default: unlimited).
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+    /// Change a domain's total resource slots (no flag: unlimited).
+    SetQuota {
+        /// Its name.
+        name: String,
+        /// The new quota.
+        #[command(flatten)]
+        quota: QuotaArgs,
     },
     /// Delete a domain without groups or users.
     #[command(alias = "rm")]
@@ -53,6 +64,32 @@ pub enum DomainCommand {
         /// Its name.
         name: String,
     },
+}
+
+/// The total resource slots of a group or domain; a slot without a flag is unlimited.
+#[derive(Debug, clap::Args)]
+pub struct QuotaArgs {
+    /// Total CPU cores its sessions may occupy.
+    #[arg(long)]
+    cpu: Option<String>,
+    /// Total memory its sessions may occupy.
+    #[arg(long)]
+    mem: Option<String>,
+}
+
+impl QuotaArgs {
+    fn slots(&self) -> Result<ResourceSlots, backend_core::Error> {
+        let amounts = [("cpu", &self.cpu), ("mem", &self.mem)];
+        ResourceSlots::from_pairs(amounts.iter().filter_map(|(slot, v)| v.as_deref().map(|v| (*slot, v))))
+    }
+}
+
+fn quota_text(slots: &ResourceSlots) -> String {
+    if slots.names().next().is_none() {
+        "unlimited".into()
+    } else {
+        slots.to_string()
+    }
 }
 
 /// `bai admin group ...`
@@ -75,6 +112,20 @@ pub enum GroupCommand {
         /// Free text.
         #[arg(long)]
         description: Option<String>,
+        /// Its quota (default: unlimited).
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+    /// Change a group's total resource slots (no flag: unlimited).
+    SetQuota {
+        /// Its name.
+        name: String,
+        /// Its domain.
+        #[arg(long, default_value = "default")]
+        domain: String,
+        /// The new quota.
+        #[command(flatten)]
+        quota: QuotaArgs,
     },
     /// Delete a group without members.
     #[command(alias = "rm")]
@@ -187,6 +238,9 @@ pub enum ScalingGroupCommand {
         /// Scheduler name.
         #[arg(long, default_value = "fifo")]
         scheduler: String,
+        /// Agent selector: concentrated, dispersed or roundrobin (default: the manager's).
+        #[arg(long)]
+        agent_selector: Option<String>,
     },
     /// Delete a scaling group no agent serves.
     #[command(alias = "rm")]
@@ -263,13 +317,36 @@ pub async fn run(client: &Client, command: AdminCommand, json: bool) -> Result<(
     match command {
         AdminCommand::Domain(cmd) => match cmd {
             DomainCommand::List => print_answer(json, &client.list_domains().await?, |list| {
-                let rows: Vec<[&str; 3]> =
-                    list.domains.iter().map(|d| [d.name.as_str(), yes_no(d.is_active), text(&d.description)]).collect();
-                print_table(["NAME", "ACTIVE", "DESCRIPTION"], &rows);
+                let rows: Vec<[String; 4]> = list
+                    .domains
+                    .iter()
+                    .map(|d| {
+                        [
+                            d.name.clone(),
+                            yes_no(d.is_active).to_owned(),
+                            quota_text(&d.total_resource_slots),
+                            text(&d.description).to_owned(),
+                        ]
+                    })
+                    .collect();
+                let rows: Vec<[&str; 4]> = rows.iter().map(|r| r.each_ref().map(String::as_str)).collect();
+                print_table(["NAME", "ACTIVE", "TOTAL SLOTS", "DESCRIPTION"], &rows);
             }),
-            DomainCommand::Create { name, description } => {
-                let spec = DomainSpec { name, description, is_active: true };
+            DomainCommand::Create { name, description, quota } => {
+                let spec = DomainSpec { name, description, is_active: true, total_resource_slots: quota.slots()? };
                 print_answer(json, &client.create_domain(&spec).await?, |d| outln!("created domain {}", d.name));
+            }
+            DomainCommand::SetQuota { name, quota } => {
+                let d = client.domain(&name).await?;
+                let spec = DomainSpec {
+                    name: d.name,
+                    description: d.description,
+                    is_active: d.is_active,
+                    total_resource_slots: quota.slots()?,
+                };
+                print_answer(json, &client.put_domain(&name, &spec).await?, |d| {
+                    outln!("domain {}: total resource slots {}", d.name, quota_text(&d.total_resource_slots))
+                });
             }
             DomainCommand::Delete { name } => {
                 print_answer(json, &client.delete_domain(&name).await?, |d| outln!("deleted domain {}", d.name));
@@ -278,18 +355,46 @@ pub async fn run(client: &Client, command: AdminCommand, json: bool) -> Result<(
         AdminCommand::Group(cmd) => match cmd {
             GroupCommand::List { domain } => {
                 print_answer(json, &client.list_groups(domain.as_deref()).await?, |list| {
-                    let rows: Vec<[&str; 4]> = list
+                    let rows: Vec<[String; 5]> = list
                         .groups
                         .iter()
-                        .map(|g| [g.domain.as_str(), g.name.as_str(), yes_no(g.is_active), text(&g.description)])
+                        .map(|g| {
+                            [
+                                g.domain.clone(),
+                                g.name.clone(),
+                                yes_no(g.is_active).to_owned(),
+                                quota_text(&g.total_resource_slots),
+                                text(&g.description).to_owned(),
+                            ]
+                        })
                         .collect();
-                    print_table(["DOMAIN", "NAME", "ACTIVE", "DESCRIPTION"], &rows);
+                    let rows: Vec<[&str; 5]> = rows.iter().map(|r| r.each_ref().map(String::as_str)).collect();
+                    print_table(["DOMAIN", "NAME", "ACTIVE", "TOTAL SLOTS", "DESCRIPTION"], &rows);
                 })
             }
-            GroupCommand::Create { name, domain, description } => {
-                let spec = GroupSpec { name, domain, description, is_active: true };
+            GroupCommand::Create { name, domain, description, quota } => {
+                let spec =
+                    GroupSpec { name, domain, description, is_active: true, total_resource_slots: quota.slots()? };
                 print_answer(json, &client.create_group(&spec).await?, |g| {
                     outln!("created group {} in domain {}", g.name, g.domain)
+                });
+            }
+            GroupCommand::SetQuota { name, domain, quota } => {
+                let g = client.group(&domain, &name).await?;
+                let spec = GroupSpec {
+                    name: g.name,
+                    domain: g.domain,
+                    description: g.description,
+                    is_active: g.is_active,
+                    total_resource_slots: quota.slots()?,
+                };
+                print_answer(json, &client.put_group(&domain, &name, &spec).await?, |g| {
+                    outln!(
+                        "group {} in domain {}: total resource slots {}",
+                        g.name,
+                        g.domain,
+                        quota_text(&g.total_resource_slots)
+                    )
                 });
             }
             GroupCommand::Delete { name, domain } => {
@@ -383,15 +488,23 @@ pub async fn run(client: &Client, command: AdminCommand, json: bool) -> Result<(
         },
         AdminCommand::ScalingGroup(cmd) => match cmd {
             ScalingGroupCommand::List => print_answer(json, &client.list_scaling_groups().await?, |list| {
-                let rows: Vec<[&str; 4]> = list
+                let rows: Vec<[&str; 5]> = list
                     .scaling_groups
                     .iter()
-                    .map(|g| [g.name.as_str(), yes_no(g.is_active), g.scheduler.as_str(), text(&g.description)])
+                    .map(|g| {
+                        [
+                            g.name.as_str(),
+                            yes_no(g.is_active),
+                            g.scheduler.as_str(),
+                            g.agent_selector.as_deref().unwrap_or("-"),
+                            text(&g.description),
+                        ]
+                    })
                     .collect();
-                print_table(["NAME", "ACTIVE", "SCHEDULER", "DESCRIPTION"], &rows);
+                print_table(["NAME", "ACTIVE", "SCHEDULER", "SELECTOR", "DESCRIPTION"], &rows);
             }),
-            ScalingGroupCommand::Create { name, description, scheduler } => {
-                let spec = ScalingGroupSpec { name, description, is_active: true, scheduler };
+            ScalingGroupCommand::Create { name, description, scheduler, agent_selector } => {
+                let spec = ScalingGroupSpec { name, description, is_active: true, scheduler, agent_selector };
                 print_answer(json, &client.create_scaling_group(&spec).await?, |g| {
                     outln!("created scaling group {}", g.name)
                 });

@@ -418,3 +418,34 @@ async fn admin_domains_are_created_listed_and_deleted() {
 
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_quotas_and_agent_selectors_are_set_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let bai = Bai::new(&stack, &stack.admin);
+
+    bai.ok(&["admin", "domain", "create", "lab", "--cpu", "16"]).await;
+    bai.ok(&["admin", "group", "create", "ml", "--domain", "lab", "--cpu", "4", "--mem", "8g"]).await;
+    let out = bai.ok(&["admin", "group", "set-quota", "ml", "--domain", "lab", "--cpu", "2"]).await;
+    assert!(out.stdout.contains("total resource slots cpu=2"), "{out:?}");
+    let out = bai.ok(&["--json", "admin", "group", "list", "--domain", "lab"]).await;
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(list["groups"][0]["total_resource_slots"], serde_json::json!({"cpu": "2"}), "{list}");
+    let out = bai.ok(&["admin", "domain", "list"]).await;
+    let row = out.stdout.lines().find(|l| l.starts_with("lab ")).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(row.contains("cpu=16"), "{out:?}");
+    bai.ok(&["admin", "domain", "set-quota", "lab"]).await;
+    let out = bai.ok(&["admin", "domain", "list"]).await;
+    let row = out.stdout.lines().find(|l| l.starts_with("lab ")).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(row.contains("unlimited"), "no flag: unlimited: {out:?}");
+
+    bai.ok(&["admin", "scaling-group", "create", "packed", "--agent-selector", "concentrated"]).await;
+    let out = bai.ok(&["admin", "scaling-group", "list"]).await;
+    let row = out.stdout.lines().find(|l| l.starts_with("packed ")).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(row.contains("concentrated"), "{out:?}");
+    let out = bai.run(&["admin", "scaling-group", "create", "odd", "--agent-selector", "random"], None).await;
+    assert_eq!(out.code, Some(1), "an unknown selector is refused: {out:?}");
+
+    stack.shutdown().await;
+}

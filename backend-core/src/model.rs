@@ -380,6 +380,10 @@ pub struct Domain {
     pub description: Option<String>,
     /// Inactive domains are kept for the record.
     pub is_active: bool,
+    /// The most the sessions of the domain's groups may occupy together; a slot the map leaves out is unlimited
+    /// (empty: unlimited).
+    #[serde(default)]
+    pub total_resource_slots: ResourceSlots,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -395,6 +399,10 @@ pub struct Group {
     pub description: Option<String>,
     /// Inactive groups are kept for the record.
     pub is_active: bool,
+    /// The most the group's sessions may occupy together; a slot the map leaves out is unlimited (empty:
+    /// unlimited).
+    #[serde(default)]
+    pub total_resource_slots: ResourceSlots,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -458,6 +466,9 @@ pub struct ScalingGroup {
     pub is_active: bool,
     /// The scheduler's name (`fifo`).
     pub scheduler: String,
+    /// The agent selector's name (`concentrated`, `dispersed`, `roundrobin`); `None`: the manager's default.
+    #[serde(default)]
+    pub agent_selector: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }

@@ -246,6 +246,12 @@ impl MetadataStore for Alternating {
     ) -> backend_core::Result<std::collections::BTreeMap<AccessKey, (u32, backend_core::ResourceSlots)>> {
         self.pick().occupancy(owners).await
     }
+    async fn occupancy_by_group_and_domain(
+        &self,
+        domains: &[String],
+    ) -> backend_core::Result<backend_core::store::ScopeOccupancy> {
+        self.pick().occupancy_by_group_and_domain(domains).await
+    }
     async fn allocate_batch(
         &self,
         batch: &[backend_core::store::Allocation],

@@ -47,6 +47,17 @@ pub enum DomainCommand {
         /// Free text.
         #[arg(long)]
         description: Option<String>,
+        /// The most its sessions may occupy together, `cpu=16,mem=64g` (default: unlimited).
+        #[arg(long)]
+        slots: Option<String>,
+    },
+    /// Change a domain's total resource slots.
+    SetQuota {
+        /// Its name.
+        name: String,
+        /// `cpu=16,mem=64g`; empty: unlimited.
+        #[arg(long)]
+        slots: String,
     },
     /// List domains.
     List,
@@ -70,6 +81,20 @@ pub enum GroupCommand {
         /// Free text.
         #[arg(long)]
         description: Option<String>,
+        /// The most its sessions may occupy together, `cpu=8,mem=32g` (default: unlimited).
+        #[arg(long)]
+        slots: Option<String>,
+    },
+    /// Change a group's total resource slots.
+    SetQuota {
+        /// Its name.
+        name: String,
+        /// Its domain.
+        #[arg(long, default_value = "default")]
+        domain: String,
+        /// `cpu=8,mem=32g`; empty: unlimited.
+        #[arg(long)]
+        slots: String,
     },
     /// List groups.
     List {
@@ -177,6 +202,9 @@ pub enum ScalingGroupCommand {
         /// Scheduler name.
         #[arg(long, default_value = "fifo")]
         scheduler: String,
+        /// Agent selector: concentrated, dispersed or roundrobin (default: the manager's).
+        #[arg(long)]
+        agent_selector: Option<String>,
     },
     /// List scaling groups.
     List,
@@ -230,17 +258,29 @@ pub async fn run(store: &dyn MetadataStore, command: AdminCommand) -> anyhow::Re
     let now = Utc::now();
     match command {
         AdminCommand::Domain(cmd) => match cmd {
-            DomainCommand::Create { name, description } => {
+            DomainCommand::Create { name, description, slots } => {
                 anyhow::ensure!(store.domain(&name).await?.is_none(), "domain {name} exists already");
-                store
-                    .put_domain(&DomainSpec { name: name.clone(), description, is_active: true }.into_model(now)?)
-                    .await?;
+                let total_resource_slots = parse_slots(slots.as_deref().unwrap_or(""))?;
+                let spec = DomainSpec { name: name.clone(), description, is_active: true, total_resource_slots };
+                store.put_domain(&spec.into_model(now)?).await?;
                 println!("created domain {name}");
             }
+            DomainCommand::SetQuota { name, slots } => {
+                let d = store.domain(&name).await?.with_context(|| format!("no domain {name}"))?;
+                let spec = DomainSpec {
+                    name: d.name,
+                    description: d.description,
+                    is_active: d.is_active,
+                    total_resource_slots: parse_slots(&slots)?,
+                };
+                store.put_domain(&spec.into_model(d.created_at)?).await?;
+                println!("domain {name}: total resource slots {}", quota(&parse_slots(&slots)?));
+            }
             DomainCommand::List => {
-                println!("{:<24} {:<7} description", "name", "active");
+                println!("{:<24} {:<7} {:<24} description", "name", "active", "total_resource_slots");
                 for d in store.list_domains().await? {
-                    println!("{:<24} {:<7} {}", d.name, d.is_active, description(&d.description));
+                    let q = quota(&d.total_resource_slots);
+                    println!("{:<24} {:<7} {:<24} {}", d.name, d.is_active, q, description(&d.description));
                 }
             }
             DomainCommand::Delete { name } => {
@@ -249,16 +289,42 @@ pub async fn run(store: &dyn MetadataStore, command: AdminCommand) -> anyhow::Re
             }
         },
         AdminCommand::Group(cmd) => match cmd {
-            GroupCommand::Create { name, domain, description } => {
+            GroupCommand::Create { name, domain, description, slots } => {
                 anyhow::ensure!(store.group(&domain, &name).await?.is_none(), "group {name} exists in {domain}");
-                let spec = GroupSpec { name: name.clone(), domain: domain.clone(), description, is_active: true };
+                let spec = GroupSpec {
+                    name: name.clone(),
+                    domain: domain.clone(),
+                    description,
+                    is_active: true,
+                    total_resource_slots: parse_slots(slots.as_deref().unwrap_or(""))?,
+                };
                 store.put_group(&spec.into_model(now)?).await?;
                 println!("created group {name} in domain {domain}");
             }
+            GroupCommand::SetQuota { name, domain, slots } => {
+                let g = store.group(&domain, &name).await?.with_context(|| format!("no group {name} in {domain}"))?;
+                let spec = GroupSpec {
+                    name: g.name,
+                    domain: g.domain,
+                    description: g.description,
+                    is_active: g.is_active,
+                    total_resource_slots: parse_slots(&slots)?,
+                };
+                store.put_group(&spec.into_model(g.created_at)?).await?;
+                println!("group {name} in domain {domain}: total resource slots {}", quota(&parse_slots(&slots)?));
+            }
             GroupCommand::List { domain } => {
-                println!("{:<16} {:<24} {:<7} description", "domain", "name", "active");
+                println!("{:<16} {:<24} {:<7} {:<24} description", "domain", "name", "active", "total_resource_slots");
                 for g in store.list_groups(domain.as_deref()).await? {
-                    println!("{:<16} {:<24} {:<7} {}", g.domain, g.name, g.is_active, description(&g.description));
+                    let q = quota(&g.total_resource_slots);
+                    println!(
+                        "{:<16} {:<24} {:<7} {:<24} {}",
+                        g.domain,
+                        g.name,
+                        g.is_active,
+                        q,
+                        description(&g.description)
+                    );
                 }
             }
             GroupCommand::Delete { name, domain } => {
@@ -346,16 +412,24 @@ pub async fn run(store: &dyn MetadataStore, command: AdminCommand) -> anyhow::Re
             }
         },
         AdminCommand::ScalingGroup(cmd) => match cmd {
-            ScalingGroupCommand::Create { name, description, scheduler } => {
+            ScalingGroupCommand::Create { name, description, scheduler, agent_selector } => {
                 anyhow::ensure!(store.scaling_group(&name).await?.is_none(), "scaling group {name} exists already");
-                let spec = ScalingGroupSpec { name: name.clone(), description, is_active: true, scheduler };
+                let spec =
+                    ScalingGroupSpec { name: name.clone(), description, is_active: true, scheduler, agent_selector };
                 store.put_scaling_group(&spec.into_model(now)?).await?;
                 println!("created scaling group {name}");
             }
             ScalingGroupCommand::List => {
-                println!("{:<24} {:<7} {:<10} description", "name", "active", "scheduler");
+                println!("{:<24} {:<7} {:<10} {:<13} description", "name", "active", "scheduler", "selector");
                 for g in store.list_scaling_groups().await? {
-                    println!("{:<24} {:<7} {:<10} {}", g.name, g.is_active, g.scheduler, description(&g.description));
+                    println!(
+                        "{:<24} {:<7} {:<10} {:<13} {}",
+                        g.name,
+                        g.is_active,
+                        g.scheduler,
+                        g.agent_selector.as_deref().unwrap_or("-"),
+                        description(&g.description)
+                    );
                 }
             }
             ScalingGroupCommand::Delete { name } => {
@@ -407,6 +481,15 @@ async fn keypair(store: &dyn MetadataStore, cmd: KeypairCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// A quota for a listing: its slots, or `unlimited` when empty.
+fn quota(slots: &ResourceSlots) -> String {
+    if slots.names().next().is_none() {
+        "unlimited".into()
+    } else {
+        slots.to_string()
+    }
+}
+
 /// `cpu=4,mem=8g` as slots.
 fn parse_slots(text: &str) -> anyhow::Result<ResourceSlots> {
     let pairs = text
@@ -448,5 +531,41 @@ mod tests {
             (4, Some(1 << 30))
         );
         assert!(Policy::try_parse_from(["policy", "create", "p", "--max-vfolder-count", "-1"]).is_err());
+    }
+
+    #[derive(Parser)]
+    struct Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    }
+
+    fn admin(args: &[&str]) -> AdminCommand {
+        Admin::try_parse_from([&["admin"], args].concat()).expect("valid flags").command
+    }
+
+    #[tokio::test]
+    async fn quotas_and_agent_selectors_are_set_from_the_command_line() {
+        let store = SqliteStore::in_memory().unwrap();
+        run(&store, admin(&["domain", "create", "lab", "--slots", "cpu=16"])).await.unwrap();
+        run(&store, admin(&["group", "create", "g", "--domain", "lab", "--slots", "cpu=4,mem=8g"])).await.unwrap();
+        let domain = store.domain("lab").await.unwrap().unwrap();
+        assert_eq!(domain.total_resource_slots, parse_slots("cpu=16").unwrap());
+        let group = store.group("lab", "g").await.unwrap().unwrap();
+        assert_eq!(group.total_resource_slots, parse_slots("cpu=4,mem=8g").unwrap());
+
+        run(&store, admin(&["group", "set-quota", "g", "--domain", "lab", "--slots", "cpu=2"])).await.unwrap();
+        let changed = store.group("lab", "g").await.unwrap().unwrap();
+        assert_eq!(changed.total_resource_slots, parse_slots("cpu=2").unwrap());
+        assert_eq!(changed.created_at, group.created_at);
+        run(&store, admin(&["domain", "set-quota", "lab", "--slots="])).await.unwrap();
+        assert!(store.domain("lab").await.unwrap().unwrap().total_resource_slots.is_zero(), "empty: unlimited");
+        assert!(run(&store, admin(&["group", "set-quota", "nope", "--slots=cpu=1"])).await.is_err());
+
+        run(&store, admin(&["scaling-group", "create", "sg", "--agent-selector", "RoundRobin"])).await.unwrap();
+        let sg = store.scaling_group("sg").await.unwrap().unwrap();
+        assert_eq!(sg.agent_selector.as_deref(), Some("roundrobin"));
+        let unknown = run(&store, admin(&["scaling-group", "create", "bad", "--agent-selector", "random"])).await;
+        assert!(unknown.is_err());
+        assert!(store.scaling_group("bad").await.unwrap().is_none(), "an unknown selector is never stored");
     }
 }

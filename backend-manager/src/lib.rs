@@ -116,6 +116,9 @@ pub struct Manager {
     pub sequencer: Box<dyn Sequencer>,
     /// Chooses agents.
     pub selector: Box<dyn AgentSelector>,
+    /// The selectors scaling groups name in `agent_selector`, by scaling group, kept so that a round-robin one
+    /// rotates across passes.
+    pub(crate) group_selectors: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn AgentSelector>>>,
     /// The volumes of virtual folders.
     pub storage: Arc<dyn StorageBackend>,
     /// Wakes the scheduler loop.
@@ -157,6 +160,7 @@ impl Manager {
             agents: AgentClient::new(agent_token),
             sequencer: Box::new(Fifo),
             selector: Box::new(Dispersed),
+            group_selectors: Default::default(),
             storage,
             wake_scheduler: Notify::new(),
             started_at: chrono::Utc::now(),

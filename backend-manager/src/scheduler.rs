@@ -4,9 +4,10 @@
 //!
 //! A pass reads the pending sessions, the agents, and what every owner already holds; refuses (CANCELLED) the
 //! sessions no known agent could ever run; then, per scaling group, runs the planner with the sequencer the scaling
-//! group names (`fifo`, `lifo`, `drf`) and the manager's agent selector. The planner checks each owner's keypair
-//! resource policy (`max_concurrent_sessions`, `total_resource_slots`) as it places; every session left pending
-//! gets the reason in its `status_info`.
+//! group names (`fifo`, `lifo`, `drf`) and the agent selector it names in `agent_selector` (or else the manager's).
+//! The planner checks each owner's keypair resource policy (`max_concurrent_sessions`, `total_resource_slots`) and
+//! the `total_resource_slots` of each session's group and domain as it places; every session left pending gets the
+//! reason in its `status_info`.
 //!
 //! Before the planner, each session's own predicates: its dependencies (it waits until every one has ended well,
 //! and is CANCELLED with `dependency-failed: <name>` as soon as one has not, so a failed dependency never leaves it
@@ -17,8 +18,8 @@ use backend_core::error::{ErrorKind, Result};
 use backend_core::ids::{AccessKey, SessionId};
 use backend_core::model::{AgentStatus, KeyPairResourcePolicy, SessionRecord, SessionResult, SessionType};
 use backend_core::scheduler::{
-    could_ever_fit, plan, sequencer_by_name, AgentSnapshot, OwnerLimits, OwnerUsage, PendingSession, PlanInput,
-    PlanOptions, Sequencer, SEQUENCERS,
+    could_ever_fit, plan, selector_by_name, sequencer_by_name, AgentSelector, AgentSnapshot, OwnerLimits, OwnerUsage,
+    PendingSession, PlanInput, PlanOptions, QuotaScope, ScopeUsage, Sequencer, SEQUENCERS,
 };
 use backend_core::status::SessionStatus;
 use backend_core::store::{Allocated, Allocation, SessionChange, SessionFilter};
@@ -134,6 +135,62 @@ impl Manager {
         Ok(usage)
     }
 
+    /// The quotas of the groups and domains of `pending` that have one, with what their sessions occupy now.
+    /// Groups and domains without a quota are left out (the planner treats them as unlimited).
+    async fn scope_usage(&self, pending: &[&PendingSession]) -> Result<HashMap<QuotaScope, ScopeUsage>> {
+        let mut scopes: HashMap<QuotaScope, ScopeUsage> = HashMap::new();
+        let mut seen: Vec<QuotaScope> = Vec::new();
+        for p in pending {
+            for key in [QuotaScope::group_of(p), QuotaScope::domain_of(p)] {
+                if seen.contains(&key) {
+                    continue;
+                }
+                let quota = match &key {
+                    QuotaScope::Group { domain, name } => {
+                        self.store.group(domain, name).await?.map(|g| g.total_resource_slots)
+                    }
+                    QuotaScope::Domain(name) => self.store.domain(name).await?.map(|d| d.total_resource_slots),
+                };
+                if let Some(quota) = quota.filter(|q| q.names().next().is_some()) {
+                    scopes
+                        .insert(key.clone(), ScopeUsage { occupied: Default::default(), total_resource_slots: quota });
+                }
+                seen.push(key);
+            }
+        }
+        let mut domains: Vec<String> = scopes
+            .keys()
+            .map(|k| match k {
+                QuotaScope::Group { domain, .. } | QuotaScope::Domain(domain) => domain.clone(),
+            })
+            .collect();
+        if domains.is_empty() {
+            return Ok(scopes);
+        }
+        domains.sort();
+        domains.dedup();
+        let occupancy = self.store.occupancy_by_group_and_domain(&domains).await?;
+        for (key, usage) in scopes.iter_mut() {
+            let held = match key {
+                QuotaScope::Group { domain, name } => occupancy.groups.get(&(domain.clone(), name.clone())),
+                QuotaScope::Domain(name) => occupancy.domains.get(name),
+            };
+            usage.occupied = held.cloned().unwrap_or_default();
+        }
+        Ok(scopes)
+    }
+
+    /// The selector a scaling group names, kept across passes (a round-robin one remembers its position).
+    fn group_selector(&self, scaling_group: &str, name: &str) -> Option<Arc<dyn AgentSelector>> {
+        let mut cache = self.group_selectors.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = cache.get(scaling_group).filter(|s| s.name() == name) {
+            return Some(s.clone());
+        }
+        let selector: Arc<dyn AgentSelector> = Arc::from(selector_by_name(name)?);
+        cache.insert(scaling_group.to_owned(), selector.clone());
+        Some(selector)
+    }
+
     async fn note_pending(&self, id: backend_core::SessionId, current: Option<&str>, info: String) {
         if current == Some(info.as_str()) {
             return;
@@ -229,10 +286,18 @@ impl Manager {
             }
         }
         let mut owners = self.owner_usage(groups.values().flatten().map(|p| &p.access_key)).await?;
+        let mut scopes = self.scope_usage(&groups.values().flatten().collect::<Vec<_>>()).await?;
         let options = PlanOptions::default();
         for (group, pending) in groups {
             let total = pending.len();
-            let named = match self.store.scaling_group(&group).await? {
+            let scaling_group = self.store.scaling_group(&group).await?;
+            // An unknown name is refused when the scaling group is written; one stored before that check falls back
+            // to the manager's selector.
+            let group_selector = scaling_group
+                .as_ref()
+                .and_then(|sg| sg.agent_selector.as_deref())
+                .and_then(|name| self.group_selector(&group, name));
+            let named = match scaling_group {
                 Some(sg) => match sequencer_by_name(&sg.scheduler) {
                     Some(s) => Some(s),
                     None => {
@@ -252,11 +317,22 @@ impl Manager {
                 None => None,
             };
             let sequencer: &dyn Sequencer = named.as_deref().unwrap_or(self.sequencer.as_ref());
-            let slots: HashMap<_, _> =
-                pending.iter().map(|p| (p.id, (p.access_key.clone(), p.total_slots()))).collect();
+            let selector: &dyn AgentSelector = group_selector.as_deref().unwrap_or(self.selector.as_ref());
+            let slots: HashMap<_, _> = pending
+                .iter()
+                .map(|p| {
+                    (p.id, (p.access_key.clone(), [QuotaScope::group_of(p), QuotaScope::domain_of(p)], p.total_slots()))
+                })
+                .collect();
             let group_agents = agents.iter().filter(|a| a.scaling_group == group).cloned().collect();
-            let input = PlanInput { pending, agents: group_agents, owners: owners.clone(), now: Utc::now() };
-            let outcome = plan(sequencer, self.selector.as_ref(), input, &options);
+            let input = PlanInput {
+                pending,
+                agents: group_agents,
+                owners: owners.clone(),
+                scopes: scopes.clone(),
+                now: Utc::now(),
+            };
+            let outcome = plan(sequencer, selector, input, &options);
             // The plan's placements fit together; they are allocated in one store call (each session is checked
             // again there, under the agents' row locks) and started together.
             let batch: Vec<Allocation> =
@@ -273,7 +349,12 @@ impl Manager {
                 let session_id = allocation.session;
                 match answer {
                     Ok(allocated) => {
-                        let (owner, used) = slots[&session_id].clone();
+                        let (owner, quota_scopes, used) = slots[&session_id].clone();
+                        for key in quota_scopes {
+                            if let Some(scope) = scopes.get_mut(&key) {
+                                scope.occupied = std::mem::take(&mut scope.occupied) + used.clone();
+                            }
+                        }
                         let entry = owners.entry(owner).or_default();
                         entry.occupied = std::mem::take(&mut entry.occupied) + used;
                         entry.sessions += 1;

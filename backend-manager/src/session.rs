@@ -190,6 +190,32 @@ impl Manager {
         Ok(())
     }
 
+    /// Refuses a session asking for more than its group's or its domain's `total_resource_slots` allow in all (it
+    /// could never be placed); one that fits them only once others end waits in PENDING instead.
+    pub async fn check_scope_quotas_at_enqueue(
+        &self,
+        domain: &str,
+        group: &str,
+        total: &backend_core::ResourceSlots,
+    ) -> Result<()> {
+        let group_quota = self.store.group(domain, group).await?.map(|g| g.total_resource_slots);
+        let domain_quota = self.store.domain(domain).await?.map(|d| d.total_resource_slots);
+        for (what, quota) in [(format!("group {group}"), group_quota), (format!("domain {domain}"), domain_quota)] {
+            let Some(quota) = quota else { continue };
+            let over = quota.iter().find(|(slot, limit)| total.get(slot) > *limit).map(|(s, l)| (s.to_owned(), l));
+            if let Some((slot, limit)) = over {
+                return Err(Error::QuotaExceeded {
+                    msg: format!(
+                        "the session asks for {slot}={} but {what} may use at most {} (total_resource_slots)",
+                        total.get(&slot).normalize(),
+                        limit.normalize()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Validates and records a new session, then waits as the request asks. Answers whether a session was created
     /// (false when an existing one was reused) and the response body.
     pub async fn create_session(
@@ -250,6 +276,7 @@ impl Manager {
             }
         }
 
+        let (domain, group) = self.domain_and_group(caller, &owner, &req).await?;
         let scaling_group = req.config.scaling_group.clone().unwrap_or_else(|| "default".into());
         let all_agents = self.store.list_agents().await?;
         let architecture = req.architecture.clone().filter(|a| !a.trim().is_empty());
@@ -307,6 +334,7 @@ impl Manager {
         }
         let shmem = shmem_of(&req, &slots)?;
         self.check_policy_at_enqueue(&owner, cluster_size, &slots.scaled(cluster_size)).await?;
+        self.check_scope_quotas_at_enqueue(&domain, &group, &slots.scaled(cluster_size)).await?;
 
         let now = Utc::now();
         let session_id = SessionId::new();
@@ -339,8 +367,8 @@ impl Manager {
             id: session_id,
             name: name.clone(),
             access_key: owner.clone(),
-            domain: req.domain.clone().unwrap_or_else(|| "default".into()),
-            group: req.group.clone().unwrap_or_else(|| "default".into()),
+            domain,
+            group,
             session_type,
             image: image.name.clone(),
             cluster_size,
@@ -416,6 +444,58 @@ impl Manager {
         let Ok(Some(session)) = self.store.session(session_id).await else { return };
         let Ok(kernels) = self.store.kernels(session_id).await else { return };
         self.start_sessions(vec![(session, kernels)]).await;
+    }
+
+    /// The domain and group a new session of `owner` belongs to, checked as Backend.AI checks them against the
+    /// owner's user: the domain defaults to the user's and must be it (a superadmin may name any active domain), and
+    /// the group (default `default`) must be an active group of that domain which the user belongs to (an admin or
+    /// superadmin may name any). A keypair without a user record keeps the request's names (or `default`).
+    async fn domain_and_group(
+        &self,
+        caller: &KeyPair,
+        owner: &AccessKey,
+        req: &CreateSessionRequest,
+    ) -> Result<(String, String)> {
+        let named = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let (asked_domain, asked_group) = (named(&req.domain), named(&req.group));
+        let owner_keypair = match owner == &caller.access_key {
+            true => Some(caller.clone()),
+            false => self.store.keypair(owner).await?,
+        };
+        let user = match &owner_keypair {
+            Some(kp) => self.store.user(&kp.user_id).await?,
+            None => None,
+        };
+        let Some(user) = user else {
+            return Ok((
+                asked_domain.unwrap_or_else(|| "default".into()),
+                asked_group.unwrap_or_else(|| "default".into()),
+            ));
+        };
+        let domain = asked_domain.unwrap_or_else(|| user.domain.clone());
+        if domain != user.domain && user.role != backend_core::model::Role::Superadmin {
+            return Err(Error::InvalidParams {
+                msg: format!(
+                    "domain {domain:?}: a session can only be created in its owner's domain {:?}",
+                    user.domain
+                ),
+            });
+        }
+        if !self.store.domain(&domain).await?.is_some_and(|d| d.is_active) {
+            return Err(Error::InvalidParams { msg: format!("domain {domain:?} does not exist or is inactive") });
+        }
+        let group = asked_group.unwrap_or_else(|| "default".into());
+        if !self.store.group(&domain, &group).await?.is_some_and(|g| g.is_active) {
+            return Err(Error::InvalidParams {
+                msg: format!("group {group:?} does not exist in domain {domain:?} or is inactive"),
+            });
+        }
+        if !user.role.is_admin() && !user.groups.contains(&group) {
+            return Err(Error::InvalidParams {
+                msg: format!("group {group:?}: the session's owner {} is not a member of it", user.email),
+            });
+        }
+        Ok((domain, group))
     }
 
     /// Starts allocated sessions: every kernel of the batch moves to PREPARING, then to CREATING, in one store

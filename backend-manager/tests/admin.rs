@@ -303,3 +303,30 @@ async fn malformed_bodies_are_400() {
     h.post("/admin/users", su, &json!({"email": "a@b.c", "role": "king"})).await.problem(400, "invalid-api-params");
     h.post("/admin/keypairs", su, &json!({})).await.problem(400, "invalid-api-params");
 }
+
+#[tokio::test]
+async fn quotas_and_agent_selectors_are_written_and_read_back() {
+    let h = harness().await;
+    let su = &h.superadmin;
+    let body = json!({"name": "lab", "total_resource_slots": {"cpu": "16", "mem": "64g"}});
+    let lab = h.post("/admin/domains", su, &body).await;
+    assert_eq!(lab.ok(201)["total_resource_slots"]["cpu"], "16", "body: {}", lab.body);
+    let body = json!({"name": "ml", "domain": "lab", "total_resource_slots": {"cpu": "4"}});
+    h.post("/admin/groups", su, &body).await.ok(201);
+    let ml = h.get("/admin/groups/lab/ml", &h.admin).await;
+    assert_eq!(ml.ok(200)["total_resource_slots"], json!({"cpu": "4"}));
+    let changed = h.put("/admin/groups/lab/ml", su, &json!({"total_resource_slots": {"cpu": "8"}})).await;
+    assert_eq!(changed.ok(200)["total_resource_slots"], json!({"cpu": "8"}));
+    let body = json!({"name": "x", "total_resource_slots": {"cpu": "-1"}});
+    h.post("/admin/domains", su, &body).await.problem(400, "invalid-api-params");
+
+    let sg = h.post("/admin/scaling-groups", su, &json!({"name": "gpu", "agent_selector": "concentrated"})).await;
+    assert_eq!(sg.ok(201)["agent_selector"], "concentrated");
+    let sg = h.put("/admin/scaling-groups/gpu", su, &json!({"agent_selector": "RoundRobin"})).await;
+    assert_eq!(sg.ok(200)["agent_selector"], "roundrobin", "stored by its canonical name");
+    let body = json!({"agent_selector": "random"});
+    h.put("/admin/scaling-groups/gpu", su, &body).await.problem(400, "invalid-api-params");
+    assert_eq!(h.get("/admin/scaling-groups/gpu", su).await.ok(200)["agent_selector"], "roundrobin", "unchanged");
+    let sg = h.put("/admin/scaling-groups/gpu", su, &json!({})).await;
+    assert!(sg.ok(200)["agent_selector"].is_null(), "none: the manager's default");
+}

@@ -275,6 +275,14 @@ async fn compute_session_by_id_respects_ownership() {
     assert_eq!(s["dependencies"], json!([]));
     assert_eq!(s["containers"][0]["session_id"], id.as_str());
 
+    // A session that depends on it lists it, with the fields asked for.
+    let body = json!({"image": "python:3.11", "name": "alice-after", "enqueueOnly": true, "dependencies": [id]});
+    let (status, created) = h.call(signed_json("/session", &alice, &body)).await;
+    assert_eq!(status, 201, "body: {created}");
+    let after = created["sessionId"].as_str().expect("sessionId");
+    let r = h.gql(&alice, INFO, json!({"id": after})).await;
+    assert_eq!(r["data"]["compute_session"]["dependencies"], json!([{"name": "alice-sess", "id": id}]), "body: {r}");
+
     // Another user gets null, as for a session that does not exist.
     let r = h.gql(&bob, INFO, json!({"id": id})).await;
     assert!(r["data"]["compute_session"].is_null(), "body: {r}");

@@ -1,9 +1,9 @@
 //! Scheduling scenarios on the embedded store, one per Backend.AI scheduler bug this server must not repeat:
 //! #2155 (one unschedulable session blocks the queue), #13706 (a low-priority session takes what a waiting
 //! high-priority one needs), #13975 (a slot no agent serves leaves a session PENDING forever) and #13074 (pending
-//! limits not enforced); plus the keypair predicates, the choice of sequencer by the scaling group's name, and the
-//! session's own predicates: `starts_at`, dependencies (#5218: a failed dependency never leaves a session stuck) and
-//! admin-designated agents.
+//! limits not enforced); plus the keypair predicates, the group and domain quotas (`total_resource_slots`), the
+//! choice of sequencer and agent selector by the scaling group's names, and the session's own predicates:
+//! `starts_at`, dependencies (#5218: a failed dependency never leaves a session stuck) and admin-designated agents.
 
 use backend_core::api::CreateSessionRequest;
 use backend_core::config::LocalConfigStore;
@@ -12,7 +12,7 @@ use backend_core::error::ErrorKind;
 use backend_core::events::LocalEventBus;
 use backend_core::live::LocalLiveState;
 use backend_core::model::{
-    KeyPair, KeyPairResourcePolicy, Role, ScalingGroup, SessionRecord, SessionResult, SessionType,
+    Domain, Group, KeyPair, KeyPairResourcePolicy, Role, ScalingGroup, SessionRecord, SessionResult, SessionType,
 };
 use backend_core::status::{KernelStatus, SessionStatus};
 use backend_core::store::faults::FaultyStore;
@@ -561,4 +561,169 @@ async fn a_start_stuck_creating_times_out_and_gives_the_slots_back() {
     assert!(!s.status.holds_resources(), "{:?}", s.status);
     assert_eq!(s.status_info.as_deref(), Some("start-timeout"));
     assert_eq!(occupied_cpu(&m, &a).await, "0");
+}
+
+/// A PENDING session of `owner` in `domain`/`group` asking `each`, `age_secs` old.
+async fn enqueue_in(
+    m: &Manager,
+    owner: &str,
+    (domain, group): (&str, &str),
+    each: &ResourceSlots,
+    age: i64,
+) -> SessionId {
+    let (mut session, kernels) = pending_session(
+        &AccessKey::from(owner),
+        &format!("q-{}", SessionId::new()),
+        1,
+        each,
+        Utc::now() - Duration::seconds(age),
+    );
+    session.domain = domain.into();
+    session.group = group.into();
+    m.store.insert_session(&session, &kernels).await.unwrap();
+    session.id
+}
+
+/// A RUNNING session of `owner` in `domain`/`group` holding `each` on `agent`.
+async fn run_in(m: &Manager, owner: &str, scope: (&str, &str), agent: &AgentId, each: &ResourceSlots) -> SessionId {
+    let id = enqueue_in(m, owner, scope, each, 0).await;
+    let kernels = m.store.kernels(id).await.unwrap();
+    let placement = Placement { kernel_id: kernels[0].id, agent_id: agent.clone() };
+    m.store.allocate(id, &[placement], Utc::now()).await.unwrap();
+    for step in [KernelStatus::Preparing, KernelStatus::Creating, KernelStatus::Running] {
+        m.change_kernel(kernels[0].id, KernelChange::status(step, None)).await.unwrap();
+    }
+    id
+}
+
+async fn put_group(m: &Manager, domain: &str, name: &str, quota: &str) {
+    let total_resource_slots = ResourceSlots::from_pairs([("cpu", quota)]).unwrap();
+    let g = Group {
+        name: name.into(),
+        domain: domain.into(),
+        description: None,
+        is_active: true,
+        total_resource_slots,
+        created_at: Utc::now(),
+    };
+    m.store.put_group(&g).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_group_quota_holds_back_its_sessions_while_another_groups_are_placed() {
+    let m = manager().await;
+    let a = agent(&m, "16").await;
+    put_group(&m, "default", "small", "4").await;
+    let running = run_in(&m, "AKRUN", ("default", "small"), &a, &cpu("3")).await;
+    let held = enqueue_in(&m, "AKUSER", ("default", "small"), &cpu("2"), 60).await;
+    let other = enqueue_in(&m, "AKUSER", ("default", "default"), &cpu("2"), 30).await;
+
+    let report = m.schedule_once().await.unwrap();
+    assert_eq!((report.scheduled, report.pending), (1, 1));
+    assert_ne!(session(&m, other).await.status, SessionStatus::Pending, "another group's session is placed");
+    let s = session(&m, held).await;
+    assert_eq!(s.status, SessionStatus::Pending);
+    assert_eq!(s.status_info.as_deref(), Some("pending: group small total_resource_slots exceeded (cpu 3 of 4 used)"));
+
+    // The slots the running session frees let the held one in.
+    end(&m, running).await;
+    m.schedule_once().await.unwrap();
+    assert_ne!(session(&m, held).await.status, SessionStatus::Pending, "placed once the group's slots are free");
+}
+
+#[tokio::test]
+async fn a_domain_quota_counts_every_group_of_the_domain() {
+    let m = manager().await;
+    let a = agent(&m, "16").await;
+    let lab = Domain {
+        name: "lab".into(),
+        description: None,
+        is_active: true,
+        total_resource_slots: ResourceSlots::from_pairs([("cpu", "4")]).unwrap(),
+        created_at: Utc::now(),
+    };
+    m.store.put_domain(&lab).await.unwrap();
+    put_group(&m, "lab", "g1", "100").await;
+    put_group(&m, "lab", "g2", "100").await;
+    let running = run_in(&m, "AKRUN", ("lab", "g1"), &a, &cpu("3")).await;
+    let held = enqueue_in(&m, "AKUSER", ("lab", "g2"), &cpu("2"), 60).await;
+    let other = enqueue_in(&m, "AKUSER", ("default", "default"), &cpu("2"), 30).await;
+
+    m.schedule_once().await.unwrap();
+    assert_ne!(session(&m, other).await.status, SessionStatus::Pending, "another domain's session is placed");
+    let s = session(&m, held).await;
+    assert_eq!(s.status, SessionStatus::Pending);
+    assert_eq!(s.status_info.as_deref(), Some("pending: domain lab total_resource_slots exceeded (cpu 3 of 4 used)"));
+
+    end(&m, running).await;
+    m.schedule_once().await.unwrap();
+    assert_ne!(session(&m, held).await.status, SessionStatus::Pending, "placed once the domain's slots are free");
+}
+
+#[tokio::test]
+async fn a_request_larger_than_its_group_or_domain_quota_is_refused_at_create() {
+    let m = manager().await;
+    agent(&m, "16").await;
+    let kp = keypair(&m, "AKUSER", None).await;
+    put_group(&m, "default", "default", "4").await;
+    let err = m.create_session(&kp, create("too-big-for-group", &[("cpu", "5")])).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
+    assert!(err.to_string().contains("group default may use at most 4"), "{err}");
+
+    put_group(&m, "default", "default", "100").await;
+    let mut domain = m.store.domain("default").await.unwrap().unwrap();
+    domain.total_resource_slots = ResourceSlots::from_pairs([("cpu", "3")]).unwrap();
+    m.store.put_domain(&domain).await.unwrap();
+    let err = m.create_session(&kp, create("too-big-for-domain", &[("cpu", "4")])).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
+    assert!(err.to_string().contains("domain default may use at most 3"), "{err}");
+    m.create_session(&kp, create("fits", &[("cpu", "3")])).await.unwrap();
+}
+
+#[tokio::test]
+async fn each_scaling_group_places_with_the_agent_selector_it_names() {
+    let m = manager().await;
+    let mut agents: Vec<(String, AgentId)> = Vec::new();
+    for (name, selector) in [("packed", "concentrated"), ("spread", "dispersed")] {
+        let sg = ScalingGroup {
+            name: name.into(),
+            description: None,
+            is_active: true,
+            scheduler: "fifo".into(),
+            agent_selector: Some(selector.into()),
+            created_at: Utc::now(),
+        };
+        m.store.put_scaling_group(&sg).await.unwrap();
+        for _ in 0..2 {
+            let hb = backend_core::model::AgentHeartbeat {
+                scaling_group: name.into(),
+                ..heartbeat(ResourceSlots::from_pairs([("cpu", "8"), ("mem", "64g")]).unwrap())
+            };
+            m.store.upsert_agent(&hb, Utc::now()).await.unwrap();
+            agents.push((name.into(), hb.id));
+        }
+    }
+    let mut sessions: Vec<(String, SessionId)> = Vec::new();
+    for (i, name) in ["packed", "packed", "spread", "spread"].into_iter().enumerate() {
+        let (mut s, kernels) = pending_session(
+            &AccessKey::from("AKUSER"),
+            &format!("s{i}"),
+            1,
+            &cpu("1"),
+            Utc::now() - Duration::seconds(60 - i as i64),
+        );
+        s.scaling_group = name.into();
+        m.store.insert_session(&s, &kernels).await.unwrap();
+        sessions.push((name.into(), s.id));
+    }
+    assert_eq!(m.schedule_once().await.unwrap().scheduled, 4);
+    let mut used: std::collections::BTreeMap<String, std::collections::BTreeSet<AgentId>> = Default::default();
+    for (group, id) in &sessions {
+        let kernel = m.store.kernels(*id).await.unwrap().remove(0);
+        let agent = kernel.agent_id.expect("placed");
+        assert!(agents.contains(&(group.clone(), agent.clone())), "placed in its own scaling group");
+        used.entry(group.clone()).or_default().insert(agent);
+    }
+    assert_eq!(used["packed"].len(), 1, "concentrated packs both sessions onto one agent");
+    assert_eq!(used["spread"].len(), 2, "dispersed spreads them over both agents");
 }

@@ -115,3 +115,60 @@ async fn unauthorised_requests_are_refused() {
     admin.send(Method::DELETE, "/session/admins-own", None).await;
     stack.shutdown().await;
 }
+
+/// A session's domain and group follow its owner's user as in Backend.AI: the domain defaults to the user's and
+/// cannot be another (400), the group must exist in it (400) and, for a plain user, be one of the user's groups
+/// (400); a superadmin may name any active group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_and_group_follow_the_owner() {
+    use backend_core::model::{Group, KeyPair, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(dir.path()).await;
+    let store = &stack.manager.store;
+    backend_core::store::fixtures::ensure_user(store.as_ref(), "member@example.com", Role::User).await.unwrap();
+    let (ak, sk) = backend_core::auth::generate_keypair();
+    let kp = KeyPair {
+        access_key: ak.into(),
+        secret_key: sk,
+        user_id: "member@example.com".into(),
+        role: Role::User,
+        is_active: true,
+        rate_limit: 1000,
+        resource_policy: "default".into(),
+        created_at: chrono::Utc::now(),
+    };
+    store.insert_keypair(&kp).await.unwrap();
+    let research = Group {
+        name: "research".into(),
+        domain: "default".into(),
+        description: None,
+        is_active: true,
+        created_at: chrono::Utc::now(),
+        total_resource_slots: Default::default(),
+    };
+    store.put_group(&research).await.unwrap();
+    let member = Api::new(&stack.endpoint, &kp);
+    let admin = Api::new(&stack.endpoint, &stack.admin);
+
+    for (body, why) in [
+        (json!({"image": "python", "name": "elsewhere", "domain": "other"}), "another domain"),
+        (json!({"image": "python", "name": "nogroup", "group": "no-such-group"}), "an unknown group"),
+        (json!({"image": "python", "name": "notmine", "group": "research"}), "a group the user is not in"),
+    ] {
+        let a = member.create(body.clone()).await;
+        assert_eq!((a.status, a.problem()), (400, "invalid-api-params"), "{why}: {}", a.body);
+    }
+    let a = admin.create(json!({"image": "python", "name": "nodomain", "domain": "no-such-domain"})).await;
+    assert_eq!((a.status, a.problem()), (400, "invalid-api-params"), "an unknown domain: {}", a.body);
+    assert!(store.list_sessions(&SessionFilter::default()).await.unwrap().is_empty(), "refusals left rows");
+
+    let a = member.create(json!({"image": "python", "name": "plain", "domain": "default", "enqueueOnly": true})).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let a = admin.create(json!({"image": "python", "name": "theirs", "group": "research", "enqueueOnly": true})).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let sessions = store.list_sessions(&SessionFilter::default()).await.unwrap();
+    let of = |name: &str| sessions.iter().find(|s| s.name == name).map(|s| (s.domain.clone(), s.group.clone()));
+    assert_eq!(of("plain"), Some(("default".into(), "default".into())));
+    assert_eq!(of("theirs"), Some(("default".into(), "research".into())));
+    stack.shutdown().await;
+}

@@ -43,13 +43,22 @@ pub struct DomainSpec {
     /// Active (default true).
     #[serde(default = "yes")]
     pub is_active: bool,
+    /// The most the sessions of the domain may occupy together (default empty: unlimited).
+    #[serde(default)]
+    pub total_resource_slots: ResourceSlots,
 }
 
 impl DomainSpec {
     /// The record, after validation.
     pub fn into_model(self, created_at: DateTime<Utc>) -> Result<Domain> {
         validate_name("domain", &self.name)?;
-        Ok(Domain { name: self.name, description: self.description, is_active: self.is_active, created_at })
+        Ok(Domain {
+            name: self.name,
+            description: self.description,
+            is_active: self.is_active,
+            total_resource_slots: self.total_resource_slots,
+            created_at,
+        })
     }
 }
 
@@ -69,6 +78,9 @@ pub struct GroupSpec {
     /// Active (default true).
     #[serde(default = "yes")]
     pub is_active: bool,
+    /// The most the group's sessions may occupy together (default empty: unlimited).
+    #[serde(default)]
+    pub total_resource_slots: ResourceSlots,
 }
 
 impl GroupSpec {
@@ -81,6 +93,7 @@ impl GroupSpec {
             domain: self.domain,
             description: self.description,
             is_active: self.is_active,
+            total_resource_slots: self.total_resource_slots,
             created_at,
         })
     }
@@ -228,6 +241,9 @@ pub struct ScalingGroupSpec {
     /// Scheduler (default `fifo`).
     #[serde(default = "fifo")]
     pub scheduler: String,
+    /// Agent selector: `concentrated`, `dispersed` or `roundrobin` (default none: the manager's).
+    #[serde(default)]
+    pub agent_selector: Option<String>,
 }
 
 fn fifo() -> String {
@@ -239,11 +255,17 @@ impl ScalingGroupSpec {
     pub fn into_model(self, created_at: DateTime<Utc>) -> Result<ScalingGroup> {
         validate_name("scaling group", &self.name)?;
         validate_name("scheduler", &self.scheduler)?;
+        // Stored by its canonical name, so that the scheduler never meets an unknown one.
+        let agent_selector = match self.agent_selector.as_deref() {
+            Some(name) => Some(crate::scheduler::selector_named(name)?.name().to_owned()),
+            None => None,
+        };
         Ok(ScalingGroup {
             name: self.name,
             description: self.description,
             is_active: self.is_active,
             scheduler: self.scheduler,
+            agent_selector,
             created_at,
         })
     }
@@ -362,7 +384,14 @@ mod tests {
         let u = u.into_model(Utc::now()).unwrap();
         assert_eq!((u.username.as_str(), u.domain.as_str(), u.role), ("a", "default", Role::User));
         assert!(serde_json::from_value::<DomainSpec>(serde_json::json!({"name": "x", "bogus": 1})).is_err());
-        assert!(DomainSpec { name: "a/b".into(), description: None, is_active: true }.into_model(Utc::now()).is_err());
+        assert!(DomainSpec {
+            name: "a/b".into(),
+            description: None,
+            is_active: true,
+            total_resource_slots: ResourceSlots::new()
+        }
+        .into_model(Utc::now())
+        .is_err());
         assert!(UserSpec { email: "nope".into(), ..serde_json::from_str("{}").unwrap() }
             .into_model(Utc::now())
             .is_err());
@@ -380,5 +409,28 @@ mod tests {
         let huge: ResourcePolicySpec =
             serde_json::from_value(serde_json::json!({"name": "h", "max_quota_scope_size": u64::MAX})).unwrap();
         assert!(huge.into_model(Utc::now()).is_err());
+    }
+
+    #[test]
+    fn group_and_domain_quotas_and_agent_selectors_are_checked() {
+        let g: GroupSpec =
+            serde_json::from_value(serde_json::json!({"name": "g", "total_resource_slots": {"cpu": "4"}})).unwrap();
+        let g = g.into_model(Utc::now()).unwrap();
+        assert_eq!(g.total_resource_slots, ResourceSlots::from_pairs([("cpu", "4")]).unwrap());
+        let d: DomainSpec = serde_json::from_value(serde_json::json!({"name": "d"})).unwrap();
+        assert_eq!(d.into_model(Utc::now()).unwrap().total_resource_slots, ResourceSlots::new(), "default unlimited");
+        let negative = serde_json::json!({"name": "d", "total_resource_slots": {"cpu": "-1"}});
+        assert!(serde_json::from_value::<DomainSpec>(negative).is_err(), "negative amounts never parse");
+
+        let sg = |selector: serde_json::Value| -> Result<ScalingGroup> {
+            let spec: ScalingGroupSpec =
+                serde_json::from_value(serde_json::json!({"name": "sg", "agent_selector": selector})).unwrap();
+            spec.into_model(Utc::now())
+        };
+        assert_eq!(sg(serde_json::json!("Dispersed")).unwrap().agent_selector.as_deref(), Some("dispersed"));
+        assert_eq!(sg(serde_json::json!("round-robin")).unwrap().agent_selector.as_deref(), Some("roundrobin"));
+        assert_eq!(sg(serde_json::Value::Null).unwrap().agent_selector, None);
+        let err = sg(serde_json::json!("random")).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::InvalidParams, "{err}");
     }
 }

@@ -14,7 +14,7 @@ use crate::model::{
 use crate::slots::ResourceSlots;
 use crate::status::{KernelStatus, SessionStatus, StatusHistory};
 use crate::store::{
-    Allocation, KernelChange, KernelTransition, MetadataStore, Placement, SessionChange, SessionFilter,
+    Allocation, KernelChange, KernelTransition, MetadataStore, Placement, ScopeOccupancy, SessionChange, SessionFilter,
 };
 use crate::vfolder::{
     InvitationState, UsageMode, VFolder, VFolderAccess, VFolderInvitation, VFolderMount, VFolderOwner,
@@ -54,6 +54,8 @@ pub async fn run(store: &dyn MetadataStore) {
     update_kernels_in_order(store).await;
     assert_occupancy_invariant(store).await;
     occupancy_counts_what_holds_resources(store).await;
+    group_and_domain_occupancy(store).await;
+    assert_occupancy_invariant(store).await;
     kernel_lifecycle(store).await;
     assert_occupancy_invariant(store).await;
     kernel_error_fails_session(store).await;
@@ -235,7 +237,13 @@ pub async fn domains(store: &dyn MetadataStore) {
     store.put_domain(&a).await.expect("put domain a");
     assert_eq!(store.domain(&a.name).await.unwrap(), Some(a.clone()), "a domain reads back as written");
 
-    let changed = Domain { description: None, is_active: false, created_at: t0 + Duration::seconds(5), ..a.clone() };
+    let changed = Domain {
+        description: None,
+        is_active: false,
+        total_resource_slots: cpu("8"),
+        created_at: t0 + Duration::seconds(5),
+        ..a.clone()
+    };
     store.put_domain(&changed).await.expect("replace domain");
     let expected = Domain { created_at: a.created_at, ..changed };
     assert_eq!(store.domain(&a.name).await.unwrap(), Some(expected.clone()), "a replaced domain keeps created_at");
@@ -273,7 +281,12 @@ pub async fn groups(store: &dyn MetadataStore) {
     assert_eq!(store.group(&d1.name, "shared").await.unwrap(), Some(g1.clone()));
     assert_eq!(store.group(&d2.name, "shared").await.unwrap(), Some(g2.clone()), "one name, two domains");
 
-    let replaced = Group { is_active: false, created_at: t0 + Duration::seconds(3), ..g1.clone() };
+    let replaced = Group {
+        is_active: false,
+        total_resource_slots: ResourceSlots::from_pairs([("cpu", "2"), ("mem", "1024")]).expect("slots"),
+        created_at: t0 + Duration::seconds(3),
+        ..g1.clone()
+    };
     store.put_group(&replaced).await.expect("replace group");
     let g1 = Group { created_at: g1.created_at, ..replaced };
     assert_eq!(store.group(&d1.name, "shared").await.unwrap(), Some(g1.clone()), "replaced, created_at kept");
@@ -404,12 +417,18 @@ pub async fn scaling_groups(store: &dyn MetadataStore) {
         description: Some("conformance".into()),
         is_active: true,
         scheduler: "fifo".into(),
+        agent_selector: Some("dispersed".into()),
         created_at: t0,
     };
     store.put_scaling_group(&g).await.expect("put scaling group");
     assert_eq!(store.scaling_group(&g.name).await.unwrap(), Some(g.clone()));
-    let changed =
-        ScalingGroup { scheduler: "lifo".into(), is_active: false, created_at: t0 + Duration::seconds(2), ..g.clone() };
+    let changed = ScalingGroup {
+        scheduler: "lifo".into(),
+        agent_selector: None,
+        is_active: false,
+        created_at: t0 + Duration::seconds(2),
+        ..g.clone()
+    };
     store.put_scaling_group(&changed).await.expect("replace scaling group");
     let g = ScalingGroup { created_at: g.created_at, ..changed };
     assert_eq!(store.scaling_group(&g.name).await.unwrap(), Some(g.clone()), "replaced, created_at kept");
@@ -933,6 +952,67 @@ pub async fn update_kernels_in_order(store: &dyn MetadataStore) {
     );
     assert!(same_slots(&occupied(store, &agent.id).await, &cpu("1")), "the cancelled kernel's slots are back");
     assert!(store.update_kernels(&[], t1).await.expect("an empty batch").is_empty());
+}
+
+/// `occupancy_by_group_and_domain` sums, for the domains asked about, the requested slots of the sessions whose
+/// status holds resources per domain and per `(domain, group)`; PENDING and ended sessions, and the sessions of
+/// domains not asked about, are left out. A group name used in two domains is two groups.
+pub async fn group_and_domain_occupancy(store: &dyn MetadataStore) {
+    let agent = new_agent(store, cpu("16")).await;
+    let owner = new_owner(store).await;
+    let (d1, d2, other) = (unique_name("conf-qdomain"), unique_name("conf-qdomain"), unique_name("conf-qdomain"));
+    let t0 = now();
+    let scoped = |domain: &str, group: &str, each: &str| {
+        let (mut session, kernels) = pending_session(&owner, &unique_name("scoped"), 1, &cpu(each), t0);
+        session.domain = domain.to_owned();
+        session.group = group.to_owned();
+        (session, kernels)
+    };
+    let mut ended = None;
+    for (domain, group, each, allocate) in [
+        (&d1, "a", "1", true),
+        (&d1, "a", "2", true),
+        (&d1, "b", "4", true),
+        (&d1, "b", "8", false),
+        (&d1, "b", "3", true),
+        (&d2, "a", "0.5", true),
+        (&other, "a", "1", true),
+    ] {
+        let (session, kernels) = scoped(domain, group, each);
+        store.insert_session(&session, &kernels).await.expect("insert scoped session");
+        if allocate {
+            let placements: Vec<Placement> =
+                kernels.iter().map(|k| Placement { kernel_id: k.id, agent_id: agent.id.clone() }).collect();
+            store.allocate(session.id, &placements, t0).await.expect("allocate scoped session");
+            if each == "3" {
+                ended = Some(session.id);
+            }
+        }
+    }
+    let cancel = SessionChange { status: SessionStatus::Cancelled, status_info: None, result: None };
+    store.update_session(ended.expect("one to end"), cancel, t0).await.expect("cancel");
+
+    let got = store.occupancy_by_group_and_domain(&[d1.clone(), d2.clone()]).await.expect("scope occupancy");
+    let groups: Vec<_> = got.groups.keys().cloned().collect();
+    let key = |d: &str, g: &str| (d.to_owned(), g.to_owned());
+    assert_eq!(groups, {
+        let mut want = vec![key(&d1, "a"), key(&d1, "b"), key(&d2, "a")];
+        want.sort();
+        want
+    });
+    assert!(same_slots(&got.groups[&key(&d1, "a")], &cpu("3")), "two sessions of d1/a");
+    assert!(same_slots(&got.groups[&key(&d1, "b")], &cpu("4")), "the pending and the cancelled one do not count");
+    assert!(same_slots(&got.groups[&key(&d2, "a")], &cpu("0.5")), "the same group name in another domain");
+    assert_eq!(got.domains.keys().collect::<Vec<_>>(), {
+        let mut want = vec![&d1, &d2];
+        want.sort();
+        want
+    });
+    assert!(same_slots(&got.domains[&d1], &cpu("7")));
+    assert!(same_slots(&got.domains[&d2], &cpu("0.5")));
+    let none = store.occupancy_by_group_and_domain(&[unique_name("conf-qdomain")]).await.expect("empty domain");
+    assert_eq!(none, ScopeOccupancy::default(), "a domain holding nothing is left out");
+    assert_eq!(store.occupancy_by_group_and_domain(&[]).await.expect("nothing"), ScopeOccupancy::default());
 }
 
 /// `occupancy` counts, per owner asked about, the sessions whose status holds resources and sums their requested
@@ -1635,7 +1715,13 @@ fn keypair(created_at: DateTime<Utc>) -> KeyPair {
 }
 
 fn domain(name: &str, created_at: DateTime<Utc>) -> Domain {
-    Domain { name: name.into(), description: Some("conformance".into()), is_active: true, created_at }
+    Domain {
+        name: name.into(),
+        description: Some("conformance".into()),
+        is_active: true,
+        total_resource_slots: cpu("4"),
+        created_at,
+    }
 }
 
 fn group(domain: &str, name: &str, created_at: DateTime<Utc>) -> Group {
@@ -1644,6 +1730,7 @@ fn group(domain: &str, name: &str, created_at: DateTime<Utc>) -> Group {
         domain: domain.into(),
         description: Some("conformance".into()),
         is_active: true,
+        total_resource_slots: ResourceSlots::new(),
         created_at,
     }
 }

@@ -49,6 +49,8 @@ pub fn run(selector: &dyn AgentSelector) {
             .map(|i| PendingSession {
                 id: SessionId::new(),
                 access_key: format!("AK{}", rng.below(4)).into(),
+                domain: "default".into(),
+                group: "default".into(),
                 image: "python".into(),
                 scaling_group: "default".into(),
                 priority: rng.below(3) as i32,

@@ -4,8 +4,8 @@
 //!
 //! # One pass
 //!
-//! [`plan`] takes a [`PlanInput`] (pending sessions, agents, what each owner already occupies and its limits, and
-//! the time) and answers a [`Plan`]: the sessions placed, in placement order, and for every session left pending a
+//! [`plan`] takes a [`PlanInput`] (pending sessions, agents, what each owner, group and domain already occupies
+//! and its limits, and the time) and answers a [`Plan`]: the sessions placed, in placement order, and for every session left pending a
 //! [`Blocked`] reason meant for its `status_info`.
 //!
 //! 1. Agents are filtered: ALIVE, schedulable, same scaling group, the session's architecture (when it names one),
@@ -14,7 +14,9 @@
 //!    [`Fifo`] (oldest first), [`Lifo`] (newest first) or [`Drf`] (the owner with the lowest dominant share of the
 //!    scaling group's capacity first, re-evaluated after every placement).
 //! 3. Owner predicates are checked per session: the keypair's concurrent-session limit and its total resource
-//!    slots ([`OwnerLimits`]). A session that fails one is left pending with that reason.
+//!    slots ([`OwnerLimits`]), then the `total_resource_slots` of the session's group and of its domain
+//!    ([`PlanInput::scopes`]), counting the sessions placed earlier in the pass. A session that fails one is left
+//!    pending with that reason.
 //! 4. A session that does not fit now is **skipped, not waited for**: the sessions behind it are still tried
 //!    (no head-of-line blocking, Backend.AI issue #2155).
 //!
@@ -72,6 +74,10 @@ pub struct PendingSession {
     pub id: SessionId,
     /// Its owner.
     pub access_key: AccessKey,
+    /// The domain it runs in.
+    pub domain: String,
+    /// The group (project) it runs for, within its domain.
+    pub group: String,
     /// Image reference.
     pub image: String,
     /// Scaling group asked for.
@@ -96,6 +102,8 @@ impl PendingSession {
         Self {
             id: session.id,
             access_key: session.access_key.clone(),
+            domain: session.domain.clone(),
+            group: session.group.clone(),
             image: session.image.clone(),
             scaling_group: session.scaling_group.clone(),
             priority: session.priority,
@@ -317,6 +325,49 @@ pub struct OwnerUsage {
     pub limits: OwnerLimits,
 }
 
+/// A group or a domain: the sessions in it share its `total_resource_slots`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuotaScope {
+    /// A group (project), by domain and name.
+    Group {
+        /// Its domain.
+        domain: String,
+        /// Its name.
+        name: String,
+    },
+    /// A domain, by name.
+    Domain(String),
+}
+
+impl QuotaScope {
+    /// The group of a session.
+    pub fn group_of(session: &PendingSession) -> Self {
+        QuotaScope::Group { domain: session.domain.clone(), name: session.group.clone() }
+    }
+    /// The domain of a session.
+    pub fn domain_of(session: &PendingSession) -> Self {
+        QuotaScope::Domain(session.domain.clone())
+    }
+}
+
+impl fmt::Display for QuotaScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QuotaScope::Group { name, .. } => write!(f, "group {name}"),
+            QuotaScope::Domain(name) => write!(f, "domain {name}"),
+        }
+    }
+}
+
+/// What the sessions of one group or domain occupy now and may occupy together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeUsage {
+    /// The slots its sessions occupy (requested slots of the sessions whose status holds resources).
+    pub occupied: ResourceSlots,
+    /// The most they may occupy; a slot the map leaves out is unlimited (empty: unlimited).
+    pub total_resource_slots: ResourceSlots,
+}
+
 /// Everything one pass looks at.
 #[derive(Debug, Clone)]
 pub struct PlanInput {
@@ -326,6 +377,8 @@ pub struct PlanInput {
     pub agents: Vec<AgentSnapshot>,
     /// Per owner: use and limits (missing owners hold nothing and have no limits).
     pub owners: HashMap<AccessKey, OwnerUsage>,
+    /// Per group and domain: use and quota (missing ones are unlimited).
+    pub scopes: HashMap<QuotaScope, ScopeUsage>,
     /// The time of the pass (for aging).
     pub now: DateTime<Utc>,
 }
@@ -333,7 +386,7 @@ pub struct PlanInput {
 impl PlanInput {
     /// Input with no owner usage or limits.
     pub fn new(pending: Vec<PendingSession>, agents: Vec<AgentSnapshot>, now: DateTime<Utc>) -> Self {
-        Self { pending, agents, owners: HashMap::new(), now }
+        Self { pending, agents, owners: HashMap::new(), scopes: HashMap::new(), now }
     }
 }
 
@@ -373,6 +426,17 @@ pub enum Blocked {
         /// Its limit.
         limit: rust_decimal::Decimal,
     },
+    /// The sessions of the session's group or domain would occupy more than its `total_resource_slots`.
+    ScopeLimit {
+        /// The group or domain.
+        scope: QuotaScope,
+        /// The slot that would go over.
+        slot: String,
+        /// What the scope's sessions occupy now (including those placed earlier in the pass).
+        used: rust_decimal::Decimal,
+        /// Its limit.
+        limit: rust_decimal::Decimal,
+    },
 }
 
 impl fmt::Display for Blocked {
@@ -389,6 +453,12 @@ impl fmt::Display for Blocked {
             Blocked::SlotLimit { slot, limit } => {
                 write!(f, "pending: keypair total resource slots exceeded ({slot} limit {})", limit.normalize())
             }
+            Blocked::ScopeLimit { scope, slot, used, limit } => write!(
+                f,
+                "pending: {scope} total_resource_slots exceeded ({slot} {} of {} used)",
+                used.normalize(),
+                limit.normalize()
+            ),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! predicates, priority levels, DRF re-picking and reservations.
 
 use super::{
-    AgentSelector, Blocked, OwnerUsage, PendingSession, Plan, PlanInput, PlanOptions, Preference, SequenceContext,
-    Sequencer,
+    AgentSelector, Blocked, OwnerUsage, PendingSession, Plan, PlanInput, PlanOptions, Preference, QuotaScope,
+    SequenceContext, Sequencer,
 };
 use crate::ids::AccessKey;
 use crate::model::ImageInfo;
@@ -145,11 +145,20 @@ struct Owner {
     share: f64,
 }
 
+/// A group or domain with a quota, as the pass tracks it.
+struct Scope {
+    key: QuotaScope,
+    occupied: Vec<i128>,
+    limits: Vec<(usize, i128, String, Decimal)>,
+}
+
 struct Session {
     kernels: Vec<Vec<i128>>,
     masks: Vec<u128>,
     total: Vec<i128>,
     owner: usize,
+    /// Its group's and its domain's quota, when they have one.
+    scopes: [Option<usize>; 2],
     compat: usize,
     designated: Option<Option<u32>>,
 }
@@ -166,6 +175,7 @@ struct Planner<'a> {
     parts: Vec<Partition>,
     compat: Vec<Vec<usize>>,
     owners: Vec<Owner>,
+    scopes: Vec<Scope>,
     cap_total: Vec<i128>,
     snapshots: Vec<super::AgentSnapshot>,
     plan: Plan,
@@ -256,6 +266,19 @@ impl Planner<'_> {
                 return Outcome::Limited(Blocked::SlotLimit { slot: name.clone(), limit: *original });
             }
         }
+        for scope in s.scopes.iter().flatten() {
+            let scope = &self.scopes[*scope];
+            for (d, limit, name, original) in &scope.limits {
+                if scope.occupied[*d] + s.total[*d] > *limit {
+                    return Outcome::Limited(Blocked::ScopeLimit {
+                        scope: scope.key.clone(),
+                        slot: name.clone(),
+                        used: Decimal::from_i128_with_scale(scope.occupied[*d], DIGITS),
+                        limit: *original,
+                    });
+                }
+            }
+        }
         let mut chosen: Vec<u32> = Vec::with_capacity(s.kernels.len());
         for (i, want) in s.kernels.iter().enumerate() {
             let agent = match s.designated {
@@ -292,6 +315,11 @@ impl Planner<'_> {
                     }
                     return Outcome::NoRoom;
                 }
+            }
+        }
+        for scope in s.scopes.iter().flatten() {
+            for (o, t) in self.scopes[*scope].occupied.iter_mut().zip(&s.total) {
+                *o += t;
             }
         }
         let owner = &mut self.owners[s.owner];
@@ -386,7 +414,7 @@ pub(super) fn run(
     input: PlanInput,
     options: &PlanOptions,
 ) -> Plan {
-    let PlanInput { mut pending, agents: snapshots, owners: owner_input, now } = input;
+    let PlanInput { mut pending, agents: snapshots, owners: owner_input, scopes: scope_input, now } = input;
     let snapshots: Vec<_> = snapshots.into_iter().filter(|a| a.takes_sessions()).collect();
 
     // Order: the sequencer's, then priority levels and aged sessions first, kept stable.
@@ -421,6 +449,11 @@ pub(super) fn run(
     }
     for u in owner_input.values() {
         for name in u.occupied.names().chain(u.limits.total_resource_slots.iter().flat_map(|l| l.names())) {
+            dims.index(name);
+        }
+    }
+    for u in scope_input.values().filter(|u| u.total_resource_slots.names().next().is_some()) {
+        for name in u.occupied.names().chain(u.total_resource_slots.names()) {
             dims.index(name);
         }
     }
@@ -526,6 +559,27 @@ pub(super) fn run(
         owners.len() - 1
     };
 
+    // Groups and domains with a quota (the others need no tracking).
+    let mut scope_ids: HashMap<QuotaScope, Option<usize>> = HashMap::new();
+    let mut scopes: Vec<Scope> = Vec::new();
+    let mut scope_of = |key: QuotaScope, scopes: &mut Vec<Scope>| -> Option<usize> {
+        if let Some(i) = scope_ids.get(&key) {
+            return *i;
+        }
+        let usage = scope_input.get(&key).filter(|u| u.total_resource_slots.names().next().is_some());
+        let i = usage.map(|usage| {
+            let limits = usage
+                .total_resource_slots
+                .iter()
+                .filter_map(|(name, v)| dims.find(name).map(|i| (i, fixed(v, false), name.to_owned(), v)))
+                .collect();
+            scopes.push(Scope { key: key.clone(), occupied: dims.dense(&usage.occupied, true), limits });
+            scopes.len() - 1
+        });
+        scope_ids.insert(key, i);
+        i
+    };
+
     // Sessions, with the partitions that serve them (same scaling group, architecture, image).
     let mut compat_index: HashMap<(&str, &str, Option<&str>), usize> = HashMap::new();
     let mut compat: Vec<Vec<usize>> = Vec::new();
@@ -556,11 +610,25 @@ pub(super) fn run(
         });
         let designated = s.designated_agent.as_ref().map(|id| by_id.get(id.0.as_str()).copied());
         let owner = owner_of(&s.access_key, &mut owners);
-        sessions.push(Session { kernels, masks, total, owner, compat: c, designated });
+        let quota = if scope_input.is_empty() {
+            [None, None]
+        } else {
+            [scope_of(QuotaScope::group_of(s), &mut scopes), scope_of(QuotaScope::domain_of(s), &mut scopes)]
+        };
+        sessions.push(Session { kernels, masks, total, owner, scopes: quota, compat: c, designated });
     }
 
-    let mut planner =
-        Planner { selector, agents, parts, compat, owners, cap_total, snapshots: Vec::new(), plan: Plan::default() };
+    let mut planner = Planner {
+        selector,
+        agents,
+        parts,
+        compat,
+        owners,
+        scopes,
+        cap_total,
+        snapshots: Vec::new(),
+        plan: Plan::default(),
+    };
     for i in 0..planner.owners.len() {
         let occupied = std::mem::take(&mut planner.owners[i].occupied);
         planner.owners[i].share = planner.share(&occupied);

@@ -4,6 +4,7 @@ use super::*;
 use crate::model::AgentStatus;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
+use std::collections::HashMap;
 
 fn t(secs: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(1_000_000 + secs, 0).unwrap()
@@ -35,6 +36,8 @@ fn session(cpus: &[u32], age: i64, priority: i32) -> PendingSession {
     PendingSession {
         id: SessionId::new(),
         access_key: "AK".into(),
+        domain: "default".into(),
+        group: "default".into(),
         image: "python".into(),
         scaling_group: "default".into(),
         priority,
@@ -246,6 +249,48 @@ fn owner_limits_block_with_a_reason() {
     let blocked = reason(&p, sessions[2].id).unwrap();
     assert_eq!(blocked, Blocked::SlotLimit { slot: "cpu".into(), limit: Decimal::from(3) });
     assert!(blocked.to_string().contains("total resource slots"), "{blocked}");
+}
+
+fn scoped(domain: &str, group: &str, cpus: u32, age: i64) -> PendingSession {
+    PendingSession { domain: domain.into(), group: group.into(), ..session(&[cpus], age, 0) }
+}
+
+fn group_scope(domain: &str, name: &str) -> QuotaScope {
+    QuotaScope::Group { domain: domain.into(), name: name.into() }
+}
+
+#[test]
+fn group_and_domain_quotas_block_with_a_reason() {
+    // g1 may hold 3 cpus and holds 1: its second session waits while g2's is placed after it.
+    let sessions = [scoped("d", "g1", 2, 3), scoped("d", "g1", 2, 2), scoped("d", "g2", 2, 1)];
+    let mut input = PlanInput::new(sessions.to_vec(), vec![agent("a", 16)], t(0));
+    input.scopes.insert(group_scope("d", "g1"), ScopeUsage { occupied: cpu(1), total_resource_slots: cpu(3) });
+    input.scopes.insert(group_scope("d", "g2"), ScopeUsage::default());
+    let p = plan(&Fifo, &Dispersed, input, &PlanOptions::default());
+    assert_eq!(placed_ids(&p), vec![sessions[0].id, sessions[2].id]);
+    let blocked = reason(&p, sessions[1].id).unwrap();
+    let want = Blocked::ScopeLimit {
+        scope: group_scope("d", "g1"),
+        slot: "cpu".into(),
+        used: Decimal::from(3),
+        limit: Decimal::from(3),
+    };
+    assert_eq!(blocked, want);
+    assert_eq!(blocked.to_string(), "pending: group g1 total_resource_slots exceeded (cpu 3 of 3 used)");
+
+    // The same group name in another domain is another group: not limited.
+    let elsewhere = scoped("e", "g1", 2, 1);
+    let mut input = PlanInput::new(vec![elsewhere.clone()], vec![agent("a", 16)], t(0));
+    input.scopes.insert(group_scope("d", "g1"), ScopeUsage { occupied: cpu(3), total_resource_slots: cpu(3) });
+    assert_eq!(placed_ids(&plan(&Fifo, &Dispersed, input, &PlanOptions::default())), vec![elsewhere.id]);
+
+    // The domain's quota counts every group of the domain, with the sessions placed earlier in the pass.
+    let mut input = PlanInput::new(sessions.to_vec(), vec![agent("a", 16)], t(0));
+    input.scopes.insert(QuotaScope::Domain("d".into()), ScopeUsage { occupied: cpu(0), total_resource_slots: cpu(4) });
+    let p = plan(&Fifo, &Concentrated, input, &PlanOptions::default());
+    assert_eq!(placed_ids(&p), vec![sessions[0].id, sessions[1].id]);
+    let blocked = reason(&p, sessions[2].id).unwrap();
+    assert_eq!(blocked.to_string(), "pending: domain d total_resource_slots exceeded (cpu 4 of 4 used)");
 }
 
 #[test]
@@ -476,6 +521,56 @@ proptest! {
                 let e = held.entry(s.access_key.clone()).or_default();
                 *e = e.clone() + s.kernels[0].1.clone();
                 done.push(*sid);
+            }
+        }
+    }
+
+    #[test]
+    fn no_policy_lets_a_group_or_domain_exceed_its_quota(agents in arb_agents(), pending in arb_pending(),
+                                                         scopes in proptest::collection::vec((0u32..4, 0u32..12), 5)) {
+        // Three groups over two domains (g0 and g1 in d0, g0 in d1: one name, two groups), each scope with a random
+        // cpu quota (0: unlimited) and what it already holds.
+        let homes = [("d0", "g0"), ("d0", "g1"), ("d1", "g0")];
+        let pending: Vec<_> = pending.into_iter().enumerate().map(|(i, mut s)| {
+            let (d, g) = homes[i % homes.len()];
+            s.domain = d.into();
+            s.group = g.into();
+            s
+        }).collect();
+        let keys = [group_scope("d0", "g0"), group_scope("d0", "g1"), group_scope("d1", "g0"),
+                    QuotaScope::Domain("d0".into()), QuotaScope::Domain("d1".into())];
+        let mut input = PlanInput::new(pending.clone(), agents.clone(), t(0));
+        for (key, (held, quota)) in keys.iter().zip(&scopes) {
+            let total = if *quota == 0 { ResourceSlots::new() } else { cpu(*quota) };
+            input.scopes.insert(key.clone(), ScopeUsage { occupied: cpu(*held), total_resource_slots: total });
+        }
+        for seq in SEQUENCERS {
+            for sel in SELECTORS {
+                let sequencer = sequencer_by_name(seq).unwrap();
+                let selector = selector_by_name(sel).unwrap();
+                let p = plan(sequencer.as_ref(), selector.as_ref(), input.clone(), &PlanOptions::default());
+                let mut used: HashMap<QuotaScope, Decimal> =
+                    input.scopes.iter().map(|(k, u)| (k.clone(), u.occupied.get("cpu"))).collect();
+                for (sid, _) in &p.placed {
+                    let s = pending.iter().find(|s| s.id == *sid).unwrap();
+                    for key in [QuotaScope::group_of(s), QuotaScope::domain_of(s)] {
+                        let u = used.get_mut(&key).unwrap();
+                        let before = *u;
+                        *u += s.total_slots().get("cpu");
+                        let quota = input.scopes[&key].total_resource_slots.get("cpu");
+                        // A scope already over its quota admits nothing new; otherwise the placement must fit.
+                        prop_assert!(quota.is_zero() || *u <= quota,
+                                     "{seq}/{sel}: {key} went from {before} to {u} over its quota {quota}");
+                    }
+                }
+                for (sid, why) in &p.blocked {
+                    if let Blocked::ScopeLimit { scope, limit, .. } = why {
+                        let s = pending.iter().find(|s| s.id == *sid).unwrap();
+                        let after = used[scope] + s.total_slots().get("cpu");
+                        // Quotas only shrink what fits: a session refused for one would exceed it at the end too.
+                        prop_assert!(after > *limit, "{seq}/{sel}: {} refused by {scope} but fits", sid);
+                    }
+                }
             }
         }
     }

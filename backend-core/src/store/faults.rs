@@ -55,6 +55,7 @@ pub const POINTS: &[&str] = &[
     "find_session",
     "list_sessions",
     "occupancy",
+    "occupancy_by_group_and_domain",
     "pending_sessions",
     "kernels",
     "kernel",
@@ -312,6 +313,11 @@ impl MetadataStore for FaultyStore {
     async fn occupancy(&self, owners: &[AccessKey]) -> Result<BTreeMap<AccessKey, (u32, ResourceSlots)>> {
         self.check("occupancy")?;
         self.inner.occupancy(owners).await
+    }
+
+    async fn occupancy_by_group_and_domain(&self, domains: &[String]) -> Result<super::ScopeOccupancy> {
+        self.check("occupancy_by_group_and_domain")?;
+        self.inner.occupancy_by_group_and_domain(domains).await
     }
 
     async fn allocate_batch(&self, batch: &[Allocation], now: DateTime<Utc>) -> Result<Vec<Result<Allocated>>> {

@@ -20,6 +20,7 @@ pub async fn ensure_defaults(store: &dyn MetadataStore) -> Result<()> {
                 name: DEFAULT.into(),
                 description: Some("The default domain".into()),
                 is_active: true,
+                total_resource_slots: ResourceSlots::new(),
                 created_at: now,
             })
             .await?;
@@ -31,6 +32,7 @@ pub async fn ensure_defaults(store: &dyn MetadataStore) -> Result<()> {
                 domain: DEFAULT.into(),
                 description: Some("The default group".into()),
                 is_active: true,
+                total_resource_slots: ResourceSlots::new(),
                 created_at: now,
             })
             .await?;
@@ -42,6 +44,7 @@ pub async fn ensure_defaults(store: &dyn MetadataStore) -> Result<()> {
                 description: Some("The default scaling group".into()),
                 is_active: true,
                 scheduler: "fifo".into(),
+                agent_selector: None,
                 created_at: now,
             })
             .await?;

@@ -150,6 +150,27 @@ pub struct SessionFilter {
     pub limit: Option<usize>,
 }
 
+/// What the sessions holding resources occupy per group and per domain (see
+/// [`MetadataStore::occupancy_by_group_and_domain`]): the sum of their requested slots. Groups and domains holding
+/// nothing are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeOccupancy {
+    /// Per group, keyed by `(domain, group)`.
+    pub groups: BTreeMap<(String, String), ResourceSlots>,
+    /// Per domain.
+    pub domains: BTreeMap<String, ResourceSlots>,
+}
+
+impl ScopeOccupancy {
+    /// Adds one session's requested slots to its group and its domain.
+    pub fn add(&mut self, domain: &str, group: &str, slots: &ResourceSlots) {
+        let g = self.groups.entry((domain.to_owned(), group.to_owned())).or_default();
+        *g = std::mem::take(g) + slots.clone();
+        let d = self.domains.entry(domain.to_owned()).or_default();
+        *d = std::mem::take(d) + slots.clone();
+    }
+}
+
 /// Durable metadata. Every method is atomic: it either does all it says or nothing.
 ///
 /// Invariant kept by every implementation: an agent's `occupied_slots` equal the sum of the `occupied_slots` of its
@@ -249,6 +270,18 @@ pub trait MetadataStore: Send + Sync {
             let entry = out.entry(s.access_key).or_default();
             entry.0 += 1;
             entry.1 = std::mem::take(&mut entry.1) + s.requested_slots;
+        }
+        Ok(out)
+    }
+    /// What the sessions of `domains` whose status holds resources occupy, summed per domain and per group of those
+    /// domains (the group and domain quotas the scheduler enforces). Sessions of other domains are left out. (Read
+    /// every pass, like [`MetadataStore::occupancy`]: a store should answer without loading whole session records.)
+    async fn occupancy_by_group_and_domain(&self, domains: &[String]) -> Result<ScopeOccupancy> {
+        let holding = SessionStatus::ALL.iter().copied().filter(|s| s.holds_resources()).collect();
+        let filter = SessionFilter { statuses: Some(holding), ..SessionFilter::default() };
+        let mut out = ScopeOccupancy::default();
+        for s in self.list_sessions(&filter).await?.into_iter().filter(|s| domains.contains(&s.domain)) {
+            out.add(&s.domain, &s.group, &s.requested_slots);
         }
         Ok(out)
     }

@@ -22,7 +22,8 @@ mod vfolder;
 
 use self::schema::{agents, kernels, keypairs, sessions};
 use super::{
-    changes, Allocated, Allocation, KernelChange, KernelTransition, MetadataStore, SessionChange, SessionFilter,
+    changes, Allocated, Allocation, KernelChange, KernelTransition, MetadataStore, ScopeOccupancy, SessionChange,
+    SessionFilter,
 };
 use crate::error::{Error, Result};
 use crate::ids::{AccessKey, AgentId, InvitationId, KernelId, SessionId, VFolderId};
@@ -1436,6 +1437,25 @@ impl MetadataStore for PostgresStore {
                 let entry = out.entry(AccessKey(key)).or_default();
                 entry.0 += 1;
                 entry.1 = std::mem::take(&mut entry.1) + slots;
+            }
+            Ok(out)
+        })
+    }
+
+    async fn occupancy_by_group_and_domain(&self, domains: &[String]) -> Result<ScopeOccupancy> {
+        let holding: Vec<&str> =
+            SessionStatus::ALL.iter().filter(|s| s.holds_resources()).map(|s| s.as_str()).collect();
+        transaction!(self, Mode::Read, |conn| async {
+            let rows: Vec<(String, String, Value)> = sessions::table
+                .filter(sessions::domain_name.eq_any(domains))
+                .filter(sessions::status.eq_any(&holding))
+                .select((sessions::domain_name, sessions::group_name, sessions::requested_slots))
+                .load(conn)
+                .await?;
+            let mut out = ScopeOccupancy::default();
+            for (domain, group, slots) in rows {
+                let slots: ResourceSlots = from_json("requested slots", slots)?;
+                out.add(&domain, &group, &slots);
             }
             Ok(out)
         })

@@ -678,8 +678,20 @@ impl ComputeSession {
     async fn containers(&self) -> Vec<ComputeContainer> {
         self.kernels.iter().cloned().map(ComputeContainer).collect()
     }
-    async fn dependencies(&self) -> Vec<ComputeSession> {
-        Vec::new()
+    /// The sessions this one waits for, in the order it named them; one that is gone or that the caller may not
+    /// see is left out.
+    async fn dependencies(&self, ctx: &Context<'_>) -> GResult<Vec<ComputeSession>> {
+        let g = gql(ctx);
+        let mut out = Vec::with_capacity(self.s.dependencies.len());
+        for id in &self.s.dependencies {
+            let Some(s) = g.m.store.session(*id).await? else { continue };
+            if !g.caller.role.is_admin() && s.access_key != g.caller.access_key {
+                continue;
+            }
+            let kernels = g.m.store.kernels(s.id).await?;
+            out.push(ComputeSession { s, kernels });
+        }
+        Ok(out)
     }
     async fn abusing_reports(&self) -> Vec<String> {
         Vec::new()

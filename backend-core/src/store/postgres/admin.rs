@@ -44,6 +44,7 @@ pub(super) struct DomainRow {
     name: String,
     description: Option<String>,
     is_active: bool,
+    total_resource_slots: Value,
     created_at: DateTime<Utc>,
 }
 
@@ -51,6 +52,7 @@ impl DomainRow {
     fn into_model(self) -> Tx<Domain> {
         Ok(Domain {
             created_at: self.created_at,
+            total_resource_slots: from_json("total resource slots", self.total_resource_slots)?,
             name: self.name,
             description: self.description,
             is_active: self.is_active,
@@ -63,6 +65,7 @@ pub(super) async fn put_domain(conn: &mut AsyncPgConnection, d: &Domain) -> Tx<(
         name: d.name.clone(),
         description: d.description.clone(),
         is_active: d.is_active,
+        total_resource_slots: to_json(&d.total_resource_slots)?,
         created_at: ts(d.created_at),
     };
     diesel::insert_into(domains::table)
@@ -72,6 +75,7 @@ pub(super) async fn put_domain(conn: &mut AsyncPgConnection, d: &Domain) -> Tx<(
         .set((
             domains::description.eq(excluded(domains::description)),
             domains::is_active.eq(excluded(domains::is_active)),
+            domains::total_resource_slots.eq(excluded(domains::total_resource_slots)),
         ))
         .execute(conn)
         .await?;
@@ -111,6 +115,7 @@ pub(super) struct GroupRow {
     domain_name: String,
     description: Option<String>,
     is_active: bool,
+    total_resource_slots: Value,
     created_at: DateTime<Utc>,
 }
 
@@ -118,6 +123,7 @@ impl GroupRow {
     fn into_model(self) -> Tx<Group> {
         Ok(Group {
             created_at: self.created_at,
+            total_resource_slots: from_json("total resource slots", self.total_resource_slots)?,
             name: self.name,
             domain: self.domain_name,
             description: self.description,
@@ -146,13 +152,18 @@ pub(super) async fn put_group(conn: &mut AsyncPgConnection, g: &Group) -> Tx<()>
         domain_name: g.domain.clone(),
         description: g.description.clone(),
         is_active: g.is_active,
+        total_resource_slots: to_json(&g.total_resource_slots)?,
         created_at: ts(g.created_at),
     };
     diesel::insert_into(groups::table)
         .values(&row)
         .on_conflict((groups::domain_name, groups::name))
         .do_update()
-        .set((groups::description.eq(excluded(groups::description)), groups::is_active.eq(excluded(groups::is_active))))
+        .set((
+            groups::description.eq(excluded(groups::description)),
+            groups::is_active.eq(excluded(groups::is_active)),
+            groups::total_resource_slots.eq(excluded(groups::total_resource_slots)),
+        ))
         .execute(conn)
         .await?;
     Ok(())
@@ -442,6 +453,7 @@ pub(super) struct ScalingGroupRow {
     description: Option<String>,
     is_active: bool,
     scheduler: String,
+    agent_selector: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -453,6 +465,7 @@ impl ScalingGroupRow {
             description: self.description,
             is_active: self.is_active,
             scheduler: self.scheduler,
+            agent_selector: self.agent_selector,
         })
     }
 }
@@ -463,6 +476,7 @@ pub(super) async fn put_scaling_group(conn: &mut AsyncPgConnection, g: &ScalingG
         description: g.description.clone(),
         is_active: g.is_active,
         scheduler: g.scheduler.clone(),
+        agent_selector: g.agent_selector.clone(),
         created_at: ts(g.created_at),
     };
     diesel::insert_into(scaling_groups::table)
@@ -473,6 +487,7 @@ pub(super) async fn put_scaling_group(conn: &mut AsyncPgConnection, g: &ScalingG
             scaling_groups::description.eq(excluded(scaling_groups::description)),
             scaling_groups::is_active.eq(excluded(scaling_groups::is_active)),
             scaling_groups::scheduler.eq(excluded(scaling_groups::scheduler)),
+            scaling_groups::agent_selector.eq(excluded(scaling_groups::agent_selector)),
         ))
         .execute(conn)
         .await?;

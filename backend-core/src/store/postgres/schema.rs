@@ -100,6 +100,7 @@ diesel::table! {
         name -> Text,
         description -> Nullable<Text>,
         is_active -> Bool,
+        total_resource_slots -> Jsonb,
         created_at -> Timestamptz,
     }
 }
@@ -111,6 +112,7 @@ diesel::table! {
         domain_name -> Text,
         description -> Nullable<Text>,
         is_active -> Bool,
+        total_resource_slots -> Jsonb,
         created_at -> Timestamptz,
     }
 }
@@ -156,6 +158,7 @@ diesel::table! {
         description -> Nullable<Text>,
         is_active -> Bool,
         scheduler -> Text,
+        agent_selector -> Nullable<Text>,
         created_at -> Timestamptz,
     }
 }

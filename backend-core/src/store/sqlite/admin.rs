@@ -37,6 +37,7 @@ pub(super) struct DomainRow {
     name: String,
     description: Option<String>,
     is_active: bool,
+    total_resource_slots: String,
     created_at: String,
 }
 
@@ -44,6 +45,7 @@ impl DomainRow {
     fn into_model(self) -> Tx<Domain> {
         Ok(Domain {
             created_at: parse_ts(&self.created_at)?,
+            total_resource_slots: from_json("total resource slots", &self.total_resource_slots)?,
             name: self.name,
             description: self.description,
             is_active: self.is_active,
@@ -52,14 +54,20 @@ impl DomainRow {
 }
 
 pub(super) fn put_domain(conn: &mut SqliteConnection, d: &Domain) -> Tx<()> {
+    let slots = to_json(&d.total_resource_slots)?;
     let n = diesel::update(domains::table.find(&d.name))
-        .set((domains::description.eq(&d.description), domains::is_active.eq(d.is_active)))
+        .set((
+            domains::description.eq(&d.description),
+            domains::is_active.eq(d.is_active),
+            domains::total_resource_slots.eq(&slots),
+        ))
         .execute(conn)?;
     if n == 0 {
         let row = DomainRow {
             name: d.name.clone(),
             description: d.description.clone(),
             is_active: d.is_active,
+            total_resource_slots: slots,
             created_at: ts(d.created_at),
         };
         diesel::insert_into(domains::table).values(&row).execute(conn)?;
@@ -100,6 +108,7 @@ pub(super) struct GroupRow {
     domain_name: String,
     description: Option<String>,
     is_active: bool,
+    total_resource_slots: String,
     created_at: String,
 }
 
@@ -107,6 +116,7 @@ impl GroupRow {
     fn into_model(self) -> Tx<Group> {
         Ok(Group {
             created_at: parse_ts(&self.created_at)?,
+            total_resource_slots: from_json("total resource slots", &self.total_resource_slots)?,
             name: self.name,
             domain: self.domain_name,
             description: self.description,
@@ -128,10 +138,15 @@ pub(super) fn put_group(conn: &mut SqliteConnection, g: &Group) -> Tx<()> {
     if domain(conn, &g.domain)?.is_none() {
         return Err(not_found(format!("domain {}", g.domain)));
     }
+    let slots = to_json(&g.total_resource_slots)?;
     match group_row(conn, &g.domain, &g.name)? {
         Some(row) => {
             diesel::update(groups::table.find(&row.id))
-                .set((groups::description.eq(&g.description), groups::is_active.eq(g.is_active)))
+                .set((
+                    groups::description.eq(&g.description),
+                    groups::is_active.eq(g.is_active),
+                    groups::total_resource_slots.eq(&slots),
+                ))
                 .execute(conn)?;
         }
         None => {
@@ -141,6 +156,7 @@ pub(super) fn put_group(conn: &mut SqliteConnection, g: &Group) -> Tx<()> {
                 domain_name: g.domain.clone(),
                 description: g.description.clone(),
                 is_active: g.is_active,
+                total_resource_slots: slots,
                 created_at: ts(g.created_at),
             };
             diesel::insert_into(groups::table)
@@ -430,6 +446,7 @@ pub(super) struct ScalingGroupRow {
     description: Option<String>,
     is_active: bool,
     scheduler: String,
+    agent_selector: Option<String>,
     created_at: String,
 }
 
@@ -441,6 +458,7 @@ impl ScalingGroupRow {
             description: self.description,
             is_active: self.is_active,
             scheduler: self.scheduler,
+            agent_selector: self.agent_selector,
         })
     }
 }
@@ -451,6 +469,7 @@ pub(super) fn put_scaling_group(conn: &mut SqliteConnection, g: &ScalingGroup) -
             scaling_groups::description.eq(&g.description),
             scaling_groups::is_active.eq(g.is_active),
             scaling_groups::scheduler.eq(&g.scheduler),
+            scaling_groups::agent_selector.eq(&g.agent_selector),
         ))
         .execute(conn)?;
     if n == 0 {
@@ -459,6 +478,7 @@ pub(super) fn put_scaling_group(conn: &mut SqliteConnection, g: &ScalingGroup) -
             description: g.description.clone(),
             is_active: g.is_active,
             scheduler: g.scheduler.clone(),
+            agent_selector: g.agent_selector.clone(),
             created_at: ts(g.created_at),
         };
         diesel::insert_into(scaling_groups::table).values(&row).execute(conn)?;

@@ -1,0 +1,1 @@
+ALTER TABLE scaling_groups DROP COLUMN agent_selector;
