@@ -178,7 +178,8 @@ impl PostgresStore {
 
 /// Runs `$body` (an async block using the connection `$conn`) in a transaction on a pooled connection: committed
 /// when it returns `Ok`, rolled back otherwise, and run again from the start when the server aborted it as a
-/// deadlock or serialization failure. `read` transactions are one REPEATABLE READ, READ ONLY snapshot.
+/// deadlock or serialization failure. `Read` transactions are one REPEATABLE READ, READ ONLY snapshot; a
+/// `Statement` body runs without a transaction around it.
 macro_rules! transaction {
     ($store:expr, $mode:expr, |$conn:ident| $body:expr) => {{
         let mut attempt = 1;
@@ -187,7 +188,8 @@ macro_rules! transaction {
             let $conn: &mut AsyncPgConnection = &mut pooled;
             let outcome: Tx<_> = match begin($conn, $mode).await {
                 Err(e) => Err(e.into()),
-                Ok(()) => match $body.await {
+                Ok(false) => $body.await,
+                Ok(true) => match $body.await {
                     Ok(value) => AnsiTransactionManager::commit_transaction($conn)
                         .await
                         .map(|()| value)
@@ -220,14 +222,20 @@ enum Mode {
     Write,
     /// One snapshot for several queries.
     Read,
+    /// One statement, atomic by itself: no BEGIN, SET TRANSACTION and COMMIT round trips around it.
+    Statement,
 }
 
-async fn begin(conn: &mut AsyncPgConnection, mode: Mode) -> diesel::QueryResult<()> {
+/// Opens the transaction `mode` asks for; answers whether it did.
+async fn begin(conn: &mut AsyncPgConnection, mode: Mode) -> diesel::QueryResult<bool> {
+    if let Mode::Statement = mode {
+        return Ok(false);
+    }
     AnsiTransactionManager::begin_transaction(conn).await?;
     if let Mode::Read = mode {
         conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Whether the server aborted the transaction for a reason that running it again can cure.
@@ -1197,7 +1205,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn keypair(&self, access_key: &AccessKey) -> Result<Option<KeyPair>> {
-        transaction!(self, Mode::Read, |conn| async {
+        transaction!(self, Mode::Statement, |conn| async {
             let row = keypairs::table
                 .find(access_key.as_str())
                 .select(KeyPairRow::as_select())
@@ -1209,7 +1217,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn list_keypairs(&self) -> Result<Vec<KeyPair>> {
-        transaction!(self, Mode::Read, |conn| async {
+        transaction!(self, Mode::Statement, |conn| async {
             keypairs::table
                 .order((keypairs::created_at.asc(), keypairs::seq.asc()))
                 .select(KeyPairRow::as_select())
@@ -1287,7 +1295,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn resource_policy(&self, name: &str) -> Result<Option<KeyPairResourcePolicy>> {
-        transaction!(self, Mode::Read, |conn| admin::resource_policy(conn, name))
+        transaction!(self, Mode::Statement, |conn| admin::resource_policy(conn, name))
     }
 
     async fn list_resource_policies(&self) -> Result<Vec<KeyPairResourcePolicy>> {
@@ -1319,11 +1327,11 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn agent(&self, id: &AgentId) -> Result<Option<AgentInfo>> {
-        transaction!(self, Mode::Read, |conn| load_agent(conn, id, Lock::No))
+        transaction!(self, Mode::Statement, |conn| load_agent(conn, id, Lock::No))
     }
 
     async fn list_agents(&self) -> Result<Vec<AgentInfo>> {
-        transaction!(self, Mode::Read, |conn| async {
+        transaction!(self, Mode::Statement, |conn| async {
             agents::table
                 .order(agents::id.asc())
                 .select(AgentRow::as_select())
@@ -1369,7 +1377,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
-        transaction!(self, Mode::Read, |conn| load_session(conn, id, Lock::No))
+        transaction!(self, Mode::Statement, |conn| load_session(conn, id, Lock::No))
     }
 
     async fn find_session(&self, owner: &AccessKey, name_or_id: &str) -> Result<Option<SessionRecord>> {
@@ -1377,7 +1385,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>> {
-        transaction!(self, Mode::Read, |conn| async {
+        transaction!(self, Mode::Statement, |conn| async {
             let mut query = sessions::table.select(SessionRow::as_select()).into_boxed();
             if let Some(owner) = &filter.access_key {
                 query = query.filter(sessions::access_key.eq(owner.0.clone()));
@@ -1398,15 +1406,15 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn kernels(&self, session: SessionId) -> Result<Vec<KernelRecord>> {
-        transaction!(self, Mode::Read, |conn| load_kernels(conn, session, Lock::No))
+        transaction!(self, Mode::Statement, |conn| load_kernels(conn, session, Lock::No))
     }
 
     async fn kernel(&self, id: KernelId) -> Result<Option<KernelRecord>> {
-        transaction!(self, Mode::Read, |conn| load_kernel(conn, id, Lock::No))
+        transaction!(self, Mode::Statement, |conn| load_kernel(conn, id, Lock::No))
     }
 
     async fn kernels_on_agent(&self, agent: &AgentId) -> Result<Vec<KernelRecord>> {
-        transaction!(self, Mode::Read, |conn| async {
+        transaction!(self, Mode::Statement, |conn| async {
             kernels::table
                 .filter(kernels::agent_id.eq(agent.as_str()))
                 .filter(kernels::status.eq_any(kernel_statuses(KernelStatus::holds_resources)))
@@ -1424,7 +1432,7 @@ impl MetadataStore for PostgresStore {
         let keys: Vec<&str> = owners.iter().map(|o| o.0.as_str()).collect();
         let holding: Vec<&str> =
             SessionStatus::ALL.iter().filter(|s| s.holds_resources()).map(|s| s.as_str()).collect();
-        transaction!(self, Mode::Read, |conn| async {
+        transaction!(self, Mode::Statement, |conn| async {
             let rows: Vec<(String, Value)> = sessions::table
                 .filter(sessions::access_key.eq_any(&keys))
                 .filter(sessions::status.eq_any(&holding))
@@ -1445,7 +1453,7 @@ impl MetadataStore for PostgresStore {
     async fn occupancy_by_group_and_domain(&self, domains: &[String]) -> Result<ScopeOccupancy> {
         let holding: Vec<&str> =
             SessionStatus::ALL.iter().filter(|s| s.holds_resources()).map(|s| s.as_str()).collect();
-        transaction!(self, Mode::Read, |conn| async {
+        transaction!(self, Mode::Statement, |conn| async {
             let rows: Vec<(String, String, Value)> = sessions::table
                 .filter(sessions::domain_name.eq_any(domains))
                 .filter(sessions::status.eq_any(&holding))
