@@ -713,6 +713,52 @@ async fn lock_agents_of(conn: &mut AsyncPgConnection, kernels: &[KernelRecord]) 
     Ok(())
 }
 
+/// Reads and locks (`FOR UPDATE`, in id order) the sessions of `ids` that exist, by id.
+async fn lock_sessions(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Tx<HashMap<Uuid, SessionRecord>> {
+    let rows = sessions::table
+        .filter(sessions::id.eq_any(ids))
+        .order(sessions::id.asc())
+        .select(SessionRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?;
+    rows.into_iter().map(|row| row.into_model().map(|s| (s.id.0, s))).collect()
+}
+
+/// Reads and locks (in id order) every kernel of the sessions of `ids`, by session; each session's kernels main
+/// first, as [`load_kernels`] gives them.
+async fn lock_kernels_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Tx<HashMap<Uuid, Vec<KernelRecord>>> {
+    let rows = kernels::table
+        .filter(kernels::session_id.eq_any(ids))
+        .order(kernels::id.asc())
+        .select(KernelRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?;
+    let mut by_session: HashMap<Uuid, Vec<KernelRecord>> = HashMap::new();
+    for row in rows {
+        let kernel = row.into_model()?;
+        by_session.entry(kernel.session_id.0).or_default().push(kernel);
+    }
+    by_session.values_mut().for_each(|ks| sort_kernels(ks));
+    Ok(by_session)
+}
+
+/// Reads and locks (in id order) the agents of `ids` that exist, by id.
+async fn lock_agents(conn: &mut AsyncPgConnection, ids: &[String]) -> Tx<HashMap<AgentId, AgentInfo>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = agents::table
+        .filter(agents::id.eq_any(ids))
+        .order(agents::id.asc())
+        .select(AgentRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?;
+    rows.into_iter().map(|row| row.into_model().map(|a| (a.id.clone(), a))).collect()
+}
+
 /// Allocates a batch in one transaction: reads the sessions, their kernels and the agents named under row locks
 /// (three statements, in the global lock order: sessions, kernels, agents, each by id), checks and applies each
 /// allocation in memory in the batch's order, then writes what changed with one statement per table.
@@ -722,60 +768,26 @@ async fn allocate_batch_in(
     now: DateTime<Utc>,
 ) -> Tx<Vec<Result<Allocated>>> {
     let ids: Vec<Uuid> = batch.iter().map(|a| a.session.0).collect();
-    let mut found: HashMap<SessionId, SessionRecord> = HashMap::new();
-    for row in sessions::table
-        .filter(sessions::id.eq_any(&ids))
-        .order(sessions::id.asc())
-        .select(SessionRow::as_select())
-        .for_update()
-        .load(conn)
-        .await?
-    {
-        let session = row.into_model()?;
-        found.insert(session.id, session);
-    }
-    let mut kernels_of: HashMap<SessionId, Vec<KernelRecord>> = HashMap::new();
-    for row in kernels::table
-        .filter(kernels::session_id.eq_any(&ids))
-        .order(kernels::id.asc())
-        .select(KernelRow::as_select())
-        .for_update()
-        .load(conn)
-        .await?
-    {
-        let kernel = row.into_model()?;
-        kernels_of.entry(kernel.session_id).or_default().push(kernel);
-    }
+    let mut found = lock_sessions(conn, &ids).await?;
+    let mut kernels_of = lock_kernels_of(conn, &ids).await?;
     let agent_ids: Vec<String> =
         changes::agents_named(batch.iter().flat_map(|a| &a.placements)).into_iter().map(|a| a.0).collect();
-    let mut agents: HashMap<AgentId, AgentInfo> = HashMap::new();
-    for row in agents::table
-        .filter(agents::id.eq_any(&agent_ids))
-        .order(agents::id.asc())
-        .select(AgentRow::as_select())
-        .for_update()
-        .load(conn)
-        .await?
-    {
-        let agent = row.into_model()?;
-        agents.insert(agent.id.clone(), agent);
-    }
+    let mut agents = lock_agents(conn, &agent_ids).await?;
 
     let mut answers = Vec::with_capacity(batch.len());
     let mut placed_agents: BTreeSet<AgentId> = BTreeSet::new();
     for a in batch {
-        let Some(mut session) = found.get(&a.session).cloned() else {
+        let Some(mut session) = found.get(&a.session.0).cloned() else {
             answers.push(Err(Error::SessionNotFound { name: a.session.to_string() }));
             continue;
         };
-        let mut kernels = kernels_of.get(&a.session).cloned().unwrap_or_default();
+        let mut kernels = kernels_of.get(&a.session.0).cloned().unwrap_or_default();
         match changes::allocate(&mut session, &mut kernels, &mut agents, &a.placements, now) {
             Ok(()) => {
                 placed_agents.extend(a.placements.iter().map(|p| p.agent_id.clone()));
                 // A session named twice in a batch is PENDING only the first time.
-                found.insert(session.id, session.clone());
-                kernels_of.insert(session.id, kernels.clone());
-                sort_kernels(&mut kernels);
+                found.insert(session.id.0, session.clone());
+                kernels_of.insert(session.id.0, kernels.clone());
                 answers.push(Ok((session, kernels)));
             }
             Err(e) => answers.push(Err(e)),
@@ -852,31 +864,9 @@ async fn update_kernels_in(
         .await?
         .into_iter()
         .collect();
-    let session_ids: BTreeSet<Uuid> = owner_of.values().copied().collect();
-    let mut sessions_by_id: HashMap<Uuid, SessionRecord> = HashMap::new();
-    for row in sessions::table
-        .filter(sessions::id.eq_any(&session_ids))
-        .order(sessions::id.asc())
-        .select(SessionRow::as_select())
-        .for_update()
-        .load(conn)
-        .await?
-    {
-        let session = row.into_model()?;
-        sessions_by_id.insert(session.id.0, session);
-    }
-    let mut kernels_of: HashMap<Uuid, Vec<KernelRecord>> = HashMap::new();
-    for row in kernels::table
-        .filter(kernels::session_id.eq_any(&session_ids))
-        .order(kernels::id.asc())
-        .select(KernelRow::as_select())
-        .for_update()
-        .load(conn)
-        .await?
-    {
-        let kernel = row.into_model()?;
-        kernels_of.entry(kernel.session_id.0).or_default().push(kernel);
-    }
+    let session_ids: Vec<Uuid> = owner_of.values().copied().collect::<BTreeSet<_>>().into_iter().collect();
+    let mut sessions_by_id = lock_sessions(conn, &session_ids).await?;
+    let mut kernels_of = lock_kernels_of(conn, &session_ids).await?;
     let find = |kernels_of: &HashMap<Uuid, Vec<KernelRecord>>, id: &KernelId| {
         owner_of.get(&id.0).and_then(|s| kernels_of.get(s)).and_then(|ks| ks.iter().find(|k| k.id == *id).cloned())
     };
@@ -886,20 +876,7 @@ async fn update_kernels_in(
             agent_ids.insert(agent_id.0);
         }
     }
-    let mut agents: HashMap<AgentId, AgentInfo> = HashMap::new();
-    if !agent_ids.is_empty() {
-        for row in agents::table
-            .filter(agents::id.eq_any(&agent_ids))
-            .order(agents::id.asc())
-            .select(AgentRow::as_select())
-            .for_update()
-            .load(conn)
-            .await?
-        {
-            let agent = row.into_model()?;
-            agents.insert(agent.id.clone(), agent);
-        }
-    }
+    let mut agents = lock_agents(conn, &agent_ids.into_iter().collect::<Vec<_>>()).await?;
     let occupied_before: HashMap<AgentId, ResourceSlots> =
         agents.iter().map(|(id, a)| (id.clone(), a.occupied_slots.clone())).collect();
 
