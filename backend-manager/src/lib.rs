@@ -18,6 +18,7 @@ pub mod api;
 pub mod cluster;
 pub mod registry;
 pub mod scheduler;
+pub mod service;
 pub mod session;
 pub mod standalone;
 pub mod tls;

@@ -1,0 +1,1 @@
+//! Administration of domains, groups, users, keypairs, resource policies and scaling groups.

@@ -1,0 +1,1 @@
+//! Compute sessions: create, start, execute, interrupt, restart and destroy.

@@ -1,0 +1,1 @@
+//! Virtual folders: create, list, share, invite, files and transfers.
