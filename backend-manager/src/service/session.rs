@@ -1,1 +1,0 @@
-//! Compute sessions: create, start, execute, interrupt, restart and destroy.

@@ -1,1 +1,0 @@
-//! Virtual folders: create, list, share, invite, files and transfers.
