@@ -19,10 +19,8 @@ pub mod cluster;
 pub mod registry;
 pub mod scheduler;
 pub mod service;
-pub mod session;
 pub mod standalone;
 pub mod tls;
-pub mod vfolder;
 
 use backend_agent::rpc::AgentClient;
 use backend_core::config::ConfigStore;

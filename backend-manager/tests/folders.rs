@@ -534,7 +534,7 @@ async fn graphql_lists_visible_folders() {
 
 #[tokio::test]
 async fn resolve_mounts_checks_names_paths_and_permissions() {
-    use backend_manager::vfolder::resolve_mounts;
+    use backend_manager::service::vfolder::resolve_mounts;
     let h = Harness::new().await;
     h.create(&h.alice, "data").await;
     h.create(&h.alice, "models").await;
@@ -579,7 +579,7 @@ async fn a_mounted_folder_cannot_be_deleted() {
     let h = Harness::new().await;
     h.create(&h.alice, "busy").await;
     let mounts =
-        backend_manager::vfolder::resolve_mounts(&h.m, &h.alice, &["busy".to_owned()], &BTreeMap::new()).await.unwrap();
+        backend_manager::service::vfolder::resolve_mounts(&h.m, &h.alice, &["busy".to_owned()], &BTreeMap::new()).await.unwrap();
     let now = Utc::now();
     let session = SessionRecord {
         id: SessionId::new(),

@@ -9,7 +9,7 @@
 
 use super::authenticated;
 use super::Caller;
-use crate::session::acting_for;
+use crate::service::session::acting_for;
 use crate::Manager;
 use backend_agent::http::error_reply;
 use backend_core::error::{Error, Result};

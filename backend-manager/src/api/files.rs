@@ -5,7 +5,7 @@
 //! and mapped into it, any other absolute path is refused by the agent.
 
 use super::{authenticated, Caller};
-use crate::session::acting_for;
+use crate::service::session::acting_for;
 use crate::Manager;
 use backend_agent::http::{error_reply, json_reply, reject};
 use backend_core::error::{Error, Result};

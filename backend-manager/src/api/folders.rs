@@ -1,11 +1,11 @@
 //! The `/folders` routes: virtual folders, their files, transfers and sharing, in the shapes of Backend.AI's manager
-//! (`api/vfolder.py`, 23.09) and client 23.9.10. The logic lives in [`crate::vfolder`].
+//! (`api/vfolder.py`, 23.09) and client 23.9.10. The logic lives in [`crate::service::vfolder`].
 //!
 //! Parameters come in a JSON body, even on `GET` and `DELETE` (as the official client sends them), or, when the
 //! body is empty, in the query string.
 
 use super::{authenticated, transfer, Caller};
-use crate::vfolder::{self, FolderCaller};
+use crate::service::vfolder::{self, FolderCaller};
 use crate::Manager;
 use backend_agent::http::{error_reply, json_reply, reject};
 use backend_core::api::vfolder::{

@@ -18,8 +18,8 @@
 //! `graphql-error` carrying the errors in `data`.
 
 use super::{authenticated, Caller};
-use crate::session::acting_for;
-use crate::vfolder::FolderCaller;
+use crate::service::session::acting_for;
+use crate::service::vfolder::FolderCaller;
 use crate::Manager;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Object, Schema, SimpleObject, Variables};
 use backend_agent::http::{json_object, json_reply};
@@ -1205,7 +1205,7 @@ async fn vfolders(
         None => g.caller.clone(),
     };
     let caller = FolderCaller::load(&g.m, &keypair).await?;
-    let mut found = crate::vfolder::accessible(&g.m, &caller).await?;
+    let mut found = crate::service::vfolder::accessible(&g.m, &caller).await?;
     found.retain(|a| match scope {
         FolderScope::All => true,
         FolderScope::Own => a.is_owner,

@@ -1,7 +1,7 @@
 //! `/session` routes: create, list, info, destroy, execute, interrupt, logs.
 
 use super::{authenticated, Caller};
-use crate::session::acting_for;
+use crate::service::session::acting_for;
 use crate::Manager;
 use backend_agent::http::{error_reply, json_object, json_reply};
 use backend_core::api::{

@@ -311,7 +311,7 @@ impl Manager {
             } else {
                 self.store.keypair(&owner).await?.ok_or_else(|| Error::NotFound { what: format!("keypair {owner}") })?
             };
-            crate::vfolder::resolve_mounts(self, &owner_keypair, &req.config.mounts, &req.config.mount_map).await?
+            crate::service::vfolder::resolve_mounts(self, &owner_keypair, &req.config.mounts, &req.config.mount_map).await?
         };
         let agents = AgentSnapshot::schedulable(&all_agents);
         let image = agents
