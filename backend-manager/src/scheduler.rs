@@ -99,12 +99,6 @@ pub fn owner_limits(policy: &KeyPairResourcePolicy) -> OwnerLimits {
 }
 
 impl Manager {
-    /// The resource policy of a keypair, if both exist.
-    pub(crate) async fn policy_of(&self, owner: &AccessKey) -> Result<Option<KeyPairResourcePolicy>> {
-        let Some(keypair) = self.store.keypair(owner).await? else { return Ok(None) };
-        self.store.resource_policy(&keypair.resource_policy).await
-    }
-
     /// What each of `owners` holds now (sessions holding resources and their slots) and may hold.
     async fn owner_usage(&self, owners: impl Iterator<Item = &AccessKey>) -> Result<HashMap<AccessKey, OwnerUsage>> {
         let mut usage: HashMap<AccessKey, OwnerUsage> = HashMap::new();

@@ -534,7 +534,15 @@ async fn graphql_lists_visible_folders() {
 
 #[tokio::test]
 async fn resolve_mounts_checks_names_paths_and_permissions() {
-    use backend_manager::service::vfolder::resolve_mounts;
+    async fn resolve_mounts(
+        m: &Manager,
+        owner: &KeyPair,
+        mounts: &[String],
+        map: &BTreeMap<String, String>,
+    ) -> backend_core::error::Result<Vec<backend_core::vfolder::VFolderMount>> {
+        let ctx = backend_manager::service::context::RequestContext::resolve(m, owner, None).await?;
+        m.resolve_mounts(&ctx, mounts, map).await
+    }
     let h = Harness::new().await;
     h.create(&h.alice, "data").await;
     h.create(&h.alice, "models").await;
@@ -578,8 +586,8 @@ async fn a_mounted_folder_cannot_be_deleted() {
     use backend_core::{SessionId, SessionStatus};
     let h = Harness::new().await;
     h.create(&h.alice, "busy").await;
-    let mounts =
-        backend_manager::service::vfolder::resolve_mounts(&h.m, &h.alice, &["busy".to_owned()], &BTreeMap::new()).await.unwrap();
+    let ctx = backend_manager::service::context::RequestContext::resolve(&h.m, &h.alice, None).await.unwrap();
+    let mounts = h.m.resolve_mounts(&ctx, &["busy".to_owned()], &BTreeMap::new()).await.unwrap();
     let now = Utc::now();
     let session = SessionRecord {
         id: SessionId::new(),

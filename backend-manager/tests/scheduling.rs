@@ -193,9 +193,9 @@ async fn issue_13975_a_slot_no_agent_serves_is_refused_at_once() {
     assert_eq!(err.kind(), ErrorKind::InvalidParams, "{err}");
     assert!(m.store.pending_sessions().await.unwrap().is_empty(), "nothing is left PENDING");
 
-    let (created, resp) = m.create_session(&kp, create("fits", &[("cpu", "2")])).await.unwrap();
-    assert!(created);
-    assert_eq!(resp.status, "PENDING");
+    let created = m.create_session(&kp, create("fits", &[("cpu", "2")])).await.unwrap();
+    assert!(created.is_new());
+    assert_eq!(created.response().status, "PENDING");
 }
 
 #[tokio::test]
@@ -293,7 +293,7 @@ async fn starts_at_holds_a_session_until_its_time() {
     let kp = keypair(&m, "AKUSER", None).await;
     let mut later = create("later-one", &[("cpu", "1")]);
     later.starts_at = Some((Utc::now() + Duration::milliseconds(300)).to_rfc3339());
-    let (_, resp) = m.create_session(&kp, later).await.unwrap();
+    let resp = m.create_session(&kp, later).await.unwrap().into_response();
     let later: SessionId = resp.session_id.parse().unwrap();
     let now = enqueue(&m, "AKUSER", "now-one", &cpu("1"), 0, 0).await;
 
@@ -313,7 +313,7 @@ async fn starts_at_holds_a_session_until_its_time() {
     // A delay in the client's relative form is accepted; nonsense is refused.
     let mut relative = create("relative", &[("cpu", "1")]);
     relative.starts_at = Some("1h30m".into());
-    let (_, resp) = m.create_session(&kp, relative).await.unwrap();
+    let resp = m.create_session(&kp, relative).await.unwrap().into_response();
     let stored = session(&m, resp.session_id.parse().unwrap()).await;
     assert!(stored.starts_at.unwrap() > Utc::now() + Duration::minutes(89));
     let mut bad = create("bad-time", &[("cpu", "1")]);
@@ -331,7 +331,7 @@ async fn a_dependent_session_is_placed_only_after_its_dependency_terminates() {
     let mut req = create("second-step", &[("cpu", "1")]);
     req.dependencies = Some(vec!["first-step".into()]);
     req.enqueue_only = None; // a session with dependencies answers PENDING at once anyway
-    let (_, resp) = m.create_session(&kp, req).await.unwrap();
+    let resp = m.create_session(&kp, req).await.unwrap().into_response();
     assert_eq!(resp.status, "PENDING");
     let second: SessionId = resp.session_id.parse().unwrap();
     assert_eq!(session(&m, second).await.dependencies, vec![first], "the name is resolved to the session's id");
@@ -366,11 +366,11 @@ async fn issue_5218_a_failed_dependency_cancels_its_dependents() {
     let broken = run_named(&m, "AKUSER", "broken-step", &a, &cpu("1")).await;
     let mut req = create("next-step", &[("cpu", "1")]);
     req.dependencies = Some(vec![broken.to_string()]);
-    let (_, resp) = m.create_session(&kp, req).await.unwrap();
+    let resp = m.create_session(&kp, req).await.unwrap().into_response();
     let next: SessionId = resp.session_id.parse().unwrap();
     let mut req = create("last-step", &[("cpu", "1")]);
     req.dependencies = Some(vec!["next-step".into()]);
-    let (_, resp) = m.create_session(&kp, req).await.unwrap();
+    let resp = m.create_session(&kp, req).await.unwrap().into_response();
     let last: SessionId = resp.session_id.parse().unwrap();
     m.schedule_once().await.unwrap();
     assert_eq!(session(&m, next).await.status, SessionStatus::Pending);
@@ -398,7 +398,7 @@ async fn issue_5218_a_failed_dependency_cancels_its_dependents() {
     m.store.update_session(job.id, change, Utc::now()).await.unwrap();
     let mut req = create("after-batch", &[("cpu", "1")]);
     req.dependencies = Some(vec![job.id.to_string()]);
-    let (_, resp) = m.create_session(&kp, req).await.unwrap();
+    let resp = m.create_session(&kp, req).await.unwrap().into_response();
     m.schedule_once().await.unwrap();
     let after = session(&m, resp.session_id.parse().unwrap()).await;
     assert_eq!(after.status_info.as_deref(), Some("dependency-failed: batch-job"));
@@ -423,7 +423,7 @@ async fn a_designated_agent_is_honoured_and_only_admins_may_designate() {
     for (name, target) in [("on-second", &second), ("on-first", &first), ("again-second", &second)] {
         let mut req = create(name, &[("cpu", "1")]);
         req.config.agent_list = Some(vec![target.to_string()]); // where the official client puts it
-        let (_, resp) = m.create_session(&admin, req).await.unwrap();
+        let resp = m.create_session(&admin, req).await.unwrap().into_response();
         let id: SessionId = resp.session_id.parse().unwrap();
         assert_eq!(session(&m, id).await.designated_agents, vec![target.clone()]);
         ids.push((id, target.clone()));

@@ -9,7 +9,7 @@
 
 use super::authenticated;
 use super::Caller;
-use crate::service::session::acting_for;
+use crate::service::context::acting_for;
 use crate::Manager;
 use backend_agent::http::error_reply;
 use backend_core::error::{Error, Result};
@@ -90,12 +90,19 @@ struct SessionFacts {
     group: String,
 }
 
+/// What a stream remembers of the kernels it has seen: their place in the cluster.
+#[derive(Debug, Clone)]
+struct KernelFacts {
+    role: String,
+    idx: u32,
+}
+
 struct State {
     m: Arc<Manager>,
     events: EventStream,
     select: Selection,
     sessions: HashMap<SessionId, Option<SessionFacts>>,
-    kernels: HashMap<KernelId, Option<(String, u32)>>,
+    kernels: HashMap<KernelId, Option<KernelFacts>>,
 }
 
 impl State {
@@ -103,7 +110,7 @@ impl State {
         if let Some(known) = self.sessions.get(&id) {
             return known.clone();
         }
-        let facts = match self.m.store.session(id).await {
+        let facts = match self.m.session_by_id(id).await {
             Ok(Some(s)) if s.access_key == self.select.owner => {
                 Some(SessionFacts { name: s.name, owner: s.access_key, group: s.group })
             }
@@ -118,12 +125,12 @@ impl State {
         facts
     }
 
-    async fn kernel(&mut self, id: KernelId) -> Option<(String, u32)> {
+    async fn kernel(&mut self, id: KernelId) -> Option<KernelFacts> {
         if let Some(known) = self.kernels.get(&id) {
             return known.clone();
         }
-        let facts = match self.m.store.kernel(id).await {
-            Ok(k) => k.map(|k| (k.cluster_role, k.cluster_idx)),
+        let facts = match self.m.kernel_by_id(id).await {
+            Ok(k) => k.map(|k| KernelFacts { role: k.cluster_role, idx: k.cluster_idx }),
             Err(_) => return None,
         };
         self.kernels.insert(id, facts.clone());
@@ -160,9 +167,9 @@ impl State {
         }
         if let (true, Some(kid)) = (is_kernel, kernel_id) {
             data["kernelId"] = kid.to_string().into();
-            if let Some((role, idx)) = self.kernel(kid).await {
-                data["clusterRole"] = role.into();
-                data["clusterIdx"] = idx.into();
+            if let Some(facts) = self.kernel(kid).await {
+                data["clusterRole"] = facts.role.into();
+                data["clusterIdx"] = facts.idx.into();
             }
         }
         Some(warp::sse::Event::default().event(event).data(data.to_string()))

@@ -5,7 +5,8 @@
 //! and mapped into it, any other absolute path is refused by the agent.
 
 use super::{authenticated, Caller};
-use crate::service::session::acting_for;
+use crate::service::context::acting_for;
+use crate::service::session::MainKernel;
 use crate::Manager;
 use backend_agent::http::{error_reply, json_reply, reject};
 use backend_core::error::{Error, Result};
@@ -162,17 +163,10 @@ fn octets(bytes: Bytes) -> Response {
     resp
 }
 
-/// The main kernel's id and agent address of a RUNNING session.
-async fn main_kernel(
-    m: &Manager,
-    caller: &Caller,
-    owner: Option<&str>,
-    name: &str,
-) -> Result<(backend_core::ids::KernelId, String)> {
+/// The main kernel of the RUNNING session `name` of the keypair the caller acts for.
+async fn main_kernel(m: &Manager, caller: &Caller, owner: Option<&str>, name: &str) -> Result<MainKernel> {
     let owner = acting_for(m, &caller.keypair, owner).await?;
-    let main = m.main_kernel_of_running(&owner, name).await?;
-    let addr = main.agent_addr.clone().ok_or_else(|| Error::internal("running kernel without agent"))?;
-    Ok((main.id, addr))
+    m.running_main_kernel(&owner, name).await
 }
 
 async fn upload(
@@ -182,7 +176,7 @@ async fn upload(
     name: &str,
     form: warp::multipart::FormData,
 ) -> Result<()> {
-    let (id, addr) = main_kernel(m, caller, q.owner_access_key.as_deref(), name).await?;
+    let main = main_kernel(m, caller, q.owner_access_key.as_deref(), name).await?;
     futures::pin_mut!(form);
     let mut total = 0u64;
     let mut count = 0usize;
@@ -195,7 +189,7 @@ async fn upload(
         }
         let content = collect(part.stream(), MAX_UPLOAD_BYTES - total).await?;
         total += content.len() as u64;
-        m.agents.put_file(&addr, id, &path, content).await?;
+        m.put_kernel_file(&main, &path, content).await?;
         count += 1;
     }
     if count == 0 {
@@ -218,12 +212,12 @@ async fn download(m: &Manager, caller: &Caller, q: FilesQuery, body: FilesBody, 
     if files.is_empty() {
         return Err(invalid("`files` is empty"));
     }
-    let (id, addr) = main_kernel(m, caller, q.owner_access_key.as_deref(), name).await?;
+    let main = main_kernel(m, caller, q.owner_access_key.as_deref(), name).await?;
     let now = chrono::Utc::now().timestamp().max(0) as u64;
     let mut parts = Vec::with_capacity(files.len());
     for file in &files {
         let rel = work_relative(file);
-        let content = m.agents.get_file(&addr, id, &rel).await?;
+        let content = m.kernel_file(&main, &rel).await?;
         let base = rel.rsplit('/').next().unwrap_or(&rel);
         parts.push(tar_of(base, &content, now)?);
     }
@@ -232,15 +226,15 @@ async fn download(m: &Manager, caller: &Caller, q: FilesQuery, body: FilesBody, 
 
 async fn download_single(m: &Manager, caller: &Caller, q: FilesQuery, body: FilesBody, name: &str) -> Result<Response> {
     let file = body.file.or(q.file).ok_or_else(|| invalid("`file` is required"))?;
-    let (id, addr) = main_kernel(m, caller, q.owner_access_key.as_deref(), name).await?;
-    m.agents.get_file(&addr, id, &work_relative(&file)).await.map(octets)
+    let main = main_kernel(m, caller, q.owner_access_key.as_deref(), name).await?;
+    m.kernel_file(&main, &work_relative(&file)).await.map(octets)
 }
 
 async fn list(m: &Manager, caller: &Caller, q: FilesQuery, body: FilesBody, name: &str) -> Result<serde_json::Value> {
     let path = body.path.or(q.path).unwrap_or_else(|| ".".to_owned());
-    let (id, addr) = main_kernel(m, caller, q.owner_access_key.as_deref(), name).await?;
+    let main = main_kernel(m, caller, q.owner_access_key.as_deref(), name).await?;
     let rel = work_relative(&path);
-    let entries = m.agents.list_files(&addr, id, &rel).await?;
+    let entries = m.list_kernel_files(&main, &rel).await?;
     let files: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| {

@@ -5,7 +5,8 @@
 //! body is empty, in the query string.
 
 use super::{authenticated, transfer, Caller};
-use crate::service::vfolder::{self, FolderCaller};
+use crate::service::context::{Acting, RequestContext};
+use crate::service::vfolder;
 use crate::Manager;
 use backend_agent::http::{error_reply, json_reply, reject};
 use backend_core::api::vfolder::{
@@ -31,7 +32,7 @@ pub struct FolderRequest<T> {
     /// The manager.
     pub m: Arc<Manager>,
     /// The caller.
-    pub c: FolderCaller,
+    pub c: RequestContext,
     /// The `{name}` of the path.
     pub name: String,
     /// The transfer endpoints' base URL.
@@ -175,7 +176,7 @@ where
         .then(move |name: String, caller: Caller, m: Arc<Manager>, transfer_base: String, params: T| {
             let handler = handler.clone();
             async move {
-                let result = match FolderCaller::load(&m, &caller.keypair).await {
+                let result = match RequestContext::load(&m, Acting::itself(&caller.keypair)).await {
                     Ok(c) => handler(FolderRequest { m, c, name, transfer_base, params }).await,
                     Err(e) => Err(e),
                 };
@@ -214,11 +215,11 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
 
     let create =
         route(&m, fixed(path!("folders")), post(), StatusCode::CREATED, |r: FolderRequest<CreateVFolder>| async move {
-            let access = vfolder::create(&r.m, &r.c, r.params).await?;
+            let access = r.m.create_folder(&r.c, r.params).await?;
             json(&vfolder::info_of(&access, None))
         });
     let list = route(&m, fixed(path!("folders")), get(), StatusCode::OK, |r: FolderRequest<ListVFolders>| async move {
-        let found = vfolder::list(&r.m, &r.c, &r.params).await?;
+        let found = r.m.list_folders(&r.c, &r.params).await?;
         json(&found.iter().map(|a| vfolder::info_of(a, None)).collect::<Vec<_>>())
     });
     let delete_by_id = route(
@@ -227,7 +228,7 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         delete(),
         StatusCode::NO_CONTENT,
         |r: FolderRequest<DeleteVFolderById>| async move {
-            vfolder::delete_by_id(&r.m, &r.c, &r.params.id).await.map(|()| Out::Empty)
+            r.m.delete_folder_by_id(&r.c, &r.params.id).await.map(|()| Out::Empty)
         },
     );
     let hosts = route(
@@ -235,7 +236,7 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         fixed(path!("folders" / "_" / "hosts")),
         get(),
         StatusCode::OK,
-        |r: FolderRequest<Nothing>| async move { json(&vfolder::hosts(&r.m, &r.c)) },
+        |r: FolderRequest<Nothing>| async move { json(&r.m.folder_hosts(&r.c)) },
     );
     let allowed_types = route(
         &m,
@@ -249,9 +250,7 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         fixed(path!("folders" / "invitations" / "list")),
         get(),
         StatusCode::OK,
-        |r: FolderRequest<Nothing>| async move {
-            json(&Invitations { invitations: vfolder::invitations(&r.m, &r.c).await? })
-        },
+        |r: FolderRequest<Nothing>| async move { json(&Invitations { invitations: r.m.folder_invitations(&r.c).await? }) },
     );
     let accept = route(
         &m,
@@ -259,7 +258,7 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         post(),
         StatusCode::OK,
         |r: FolderRequest<InvitationRef>| async move {
-            vfolder::accept_invitation(&r.m, &r.c, &r.params.inv_id).await?;
+            r.m.accept_invitation(&r.c, &r.params.inv_id).await?;
             json(&serde_json::json!({}))
         },
     );
@@ -269,24 +268,24 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         delete(),
         StatusCode::OK,
         |r: FolderRequest<InvitationRef>| async move {
-            vfolder::delete_invitation(&r.m, &r.c, &r.params.inv_id).await?;
+            r.m.delete_invitation(&r.c, &r.params.inv_id).await?;
             json(&serde_json::json!({}))
         },
     );
     let info =
         route(&m, path!("folders" / String).boxed(), get(), StatusCode::OK, |r: FolderRequest<Nothing>| async move {
-            json(&vfolder::info(&r.m, &r.c, &r.name).await?)
+            json(&r.m.folder_info(&r.c, &r.name).await?)
         });
     let delete_named = route(
         &m,
         path!("folders" / String).boxed(),
         delete(),
         StatusCode::NO_CONTENT,
-        |r: FolderRequest<Nothing>| async move { vfolder::delete(&r.m, &r.c, &r.name).await.map(|()| Out::Empty) },
+        |r: FolderRequest<Nothing>| async move { r.m.delete_folder(&r.c, &r.name).await.map(|()| Out::Empty) },
     );
     let rename =
         route(&m, named("rename"), post(), StatusCode::CREATED, |r: FolderRequest<RenameVFolder>| async move {
-            vfolder::rename(&r.m, &r.c, &r.name, &r.params.new_name).await.map(|()| Out::Empty)
+            r.m.rename_folder(&r.c, &r.name, &r.params.new_name).await.map(|()| Out::Empty)
         });
     let update_options = route(
         &m,
@@ -294,17 +293,15 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         post(),
         StatusCode::CREATED,
         |r: FolderRequest<UpdateVFolderOptions>| async move {
-            vfolder::update_options(&r.m, &r.c, &r.name, r.params.permission, r.params.cloneable)
-                .await
-                .map(|()| Out::Empty)
+            r.m.update_folder_options(&r.c, &r.name, r.params.permission, r.params.cloneable).await.map(|()| Out::Empty)
         },
     );
     let mkdir = route(&m, named("mkdir"), post(), StatusCode::CREATED, |r: FolderRequest<Mkdir>| async move {
         let p = r.params;
-        vfolder::mkdir(&r.m, &r.c, &r.name, &p.path, p.parents, p.exist_ok).await.map(|()| Out::Empty)
+        r.m.make_folder_dir(&r.c, &r.name, &p.path, p.parents, p.exist_ok).await.map(|()| Out::Empty)
     });
     let files = route(&m, named("files"), get(), StatusCode::OK, |r: FolderRequest<ListFiles>| async move {
-        json(&vfolder::list_files(&r.m, &r.c, &r.name, &r.params.path).await?)
+        json(&r.m.list_folder_files(&r.c, &r.name, &r.params.path).await?)
     });
     let rename_file = route(
         &m,
@@ -312,12 +309,12 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         post(),
         StatusCode::OK,
         |r: FolderRequest<RenameFile>| async move {
-            vfolder::rename_file(&r.m, &r.c, &r.name, &r.params.target_path, &r.params.new_name).await?;
+            r.m.rename_folder_file(&r.c, &r.name, &r.params.target_path, &r.params.new_name).await?;
             json(&serde_json::json!({}))
         },
     );
     let move_file = route(&m, named("move-file"), post(), StatusCode::OK, |r: FolderRequest<MoveFile>| async move {
-        vfolder::move_file(&r.m, &r.c, &r.name, &r.params.src, &r.params.dst).await?;
+        r.m.move_folder_file(&r.c, &r.name, &r.params.src, &r.params.dst).await?;
         json(&serde_json::json!({}))
     });
     let delete_files = route(
@@ -326,33 +323,33 @@ pub fn routes(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         delete(),
         StatusCode::OK,
         |r: FolderRequest<DeleteFiles>| async move {
-            vfolder::delete_files(&r.m, &r.c, &r.name, &r.params.files, r.params.recursive).await?;
+            r.m.delete_folder_files(&r.c, &r.name, &r.params.files, r.params.recursive).await?;
             json(&serde_json::json!({}))
         },
     );
     let request_upload =
         route(&m, named("request-upload"), post(), StatusCode::OK, |r: FolderRequest<RequestUpload>| async move {
-            json(&vfolder::request_upload(&r.m, &r.c, &r.name, &r.params.path, r.params.size, &r.transfer_base).await?)
+            json(&r.m.request_upload(&r.c, &r.name, &r.params.path, r.params.size, &r.transfer_base).await?)
         });
     let request_download =
         route(&m, named("request-download"), post(), StatusCode::OK, |r: FolderRequest<RequestDownload>| async move {
             let p = r.params;
-            json(&vfolder::request_download(&r.m, &r.c, &r.name, &p.path, p.archive, &r.transfer_base).await?)
+            json(&r.m.request_download(&r.c, &r.name, &p.path, p.archive, &r.transfer_base).await?)
         });
     let invite = route(&m, named("invite"), post(), StatusCode::CREATED, |r: FolderRequest<Invite>| async move {
-        let invited_ids = vfolder::invite(&r.m, &r.c, &r.name, r.params.perm, &r.params.emails).await?;
+        let invited_ids = r.m.invite_to_folder(&r.c, &r.name, r.params.perm, &r.params.emails).await?;
         json(&Invited { invited_ids })
     });
     let share = route(&m, named("share"), post(), StatusCode::CREATED, |r: FolderRequest<Share>| async move {
-        let shared_emails = vfolder::share(&r.m, &r.c, &r.name, r.params.permission, &r.params.emails).await?;
+        let shared_emails = r.m.share_folder(&r.c, &r.name, r.params.permission, &r.params.emails).await?;
         json(&Shared { shared_emails })
     });
     let unshare = route(&m, named("unshare"), delete(), StatusCode::OK, |r: FolderRequest<Unshare>| async move {
-        let unshared_emails = vfolder::unshare(&r.m, &r.c, &r.name, &r.params.emails).await?;
+        let unshared_emails = r.m.unshare_folder(&r.c, &r.name, &r.params.emails).await?;
         json(&Unshared { unshared_emails })
     });
     let leave = route(&m, named("leave"), post(), StatusCode::OK, |r: FolderRequest<Leave>| async move {
-        vfolder::leave(&r.m, &r.c, &r.name, r.params.shared_user_uuid.as_deref()).await?;
+        r.m.leave_folder(&r.c, &r.name, r.params.shared_user_uuid.as_deref()).await?;
         json(&Message { msg: "left the shared vfolder".into() })
     });
 

@@ -18,8 +18,8 @@
 //! `graphql-error` carrying the errors in `data`.
 
 use super::{authenticated, Caller};
-use crate::service::session::acting_for;
-use crate::service::vfolder::FolderCaller;
+use crate::service::context::acting_for;
+use crate::service::context::RequestContext;
 use crate::Manager;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Object, Schema, SimpleObject, Variables};
 use backend_agent::http::{json_object, json_reply};
@@ -1197,15 +1197,8 @@ async fn vfolders(
     page: (i32, i32, Option<&str>, Option<&str>),
 ) -> GResult<VirtualFolderList> {
     let (limit, offset, filter, order) = page;
-    let keypair = match access_key.filter(|a| !a.is_empty()) {
-        Some(a) => {
-            let key = acting_for(&g.m, &g.caller, Some(a)).await?;
-            g.m.store.keypair(&key).await?.ok_or_else(|| async_graphql::Error::new("no such keypair"))?
-        }
-        None => g.caller.clone(),
-    };
-    let caller = FolderCaller::load(&g.m, &keypair).await?;
-    let mut found = crate::service::vfolder::accessible(&g.m, &caller).await?;
+    let caller = RequestContext::resolve(&g.m, &g.caller, access_key).await?;
+    let mut found = g.m.accessible_folders(&caller).await?;
     found.retain(|a| match scope {
         FolderScope::All => true,
         FolderScope::Own => a.is_owner,

@@ -82,12 +82,7 @@ async fn authenticate(
         Some(q) if !q.is_empty() => format!("{}?{q}", path.as_str()),
         _ => path.as_str().to_owned(),
     };
-    let keypair = m
-        .store
-        .keypair(&credential.access_key.as_str().into())
-        .await?
-        .filter(|k| k.is_active)
-        .ok_or_else(|| Error::AuthFailed { msg: "unknown or inactive access key".into() })?;
+    let keypair = m.signing_keypair(&credential.access_key.as_str().into()).await?;
     let now = Utc::now();
     // A request without a body may be signed with an empty content type (our client) or with
     // `application/octet-stream`, which is how Backend.AI's aiohttp server reads a missing header and so how the

@@ -1,15 +1,13 @@
 //! `/session` routes: create, list, info, destroy, execute, interrupt, logs.
 
 use super::{authenticated, Caller};
-use crate::service::session::acting_for;
+use crate::service::context::acting_for;
+use crate::service::session::Creation;
 use crate::Manager;
 use backend_agent::http::{error_reply, json_object, json_reply};
-use backend_core::api::{
-    ConsoleItem, CreateSessionRequest, ExecuteMode, ExecuteRequest, SessionInfo, SessionList, SessionSummary,
-};
+use backend_core::api::{ConsoleItem, CreateSessionRequest, ExecuteMode, ExecuteRequest, SessionList, SessionSummary};
 use backend_core::error::Error;
 use backend_core::error::Result;
-use backend_core::store::SessionFilter;
 use serde::Deserialize;
 use std::sync::Arc;
 use warp::http::StatusCode;
@@ -69,8 +67,8 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
         warp::path!("session").and(warp::post()).and(auth.clone()).and(with_m.clone()).and(json_object(limit)).then(
             |caller: Caller, m: Arc<Manager>, req: CreateSessionRequest| async move {
                 match m.create_session(&caller.keypair, req).await {
-                    Ok((true, body)) => respond(&caller, Ok(body), StatusCode::CREATED),
-                    Ok((false, body)) => respond(&caller, Ok(body), StatusCode::OK),
+                    Ok(Creation::New(body)) => respond(&caller, Ok(body), StatusCode::CREATED),
+                    Ok(Creation::Reused(body)) => respond(&caller, Ok(body), StatusCode::OK),
                     Err(e) => respond::<()>(&caller, Err(e), StatusCode::OK),
                 }
             },
@@ -80,8 +78,7 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
         |caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
             let result = async {
                 let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
-                let filter = SessionFilter { access_key: Some(owner), statuses: None, limit: Some(1000) };
-                let sessions = m.store.list_sessions(&filter).await?;
+                let sessions = m.sessions_of(&owner).await?;
                 Ok(SessionList { sessions: sessions.iter().map(SessionSummary::from).collect() })
             }
             .await;
@@ -93,9 +90,7 @@ pub fn routes(m: Arc<Manager>) -> impl Filter<Extract = (Response,), Error = Rej
         |name: String, caller: Caller, m: Arc<Manager>, q: OwnerQuery| async move {
             let result = async {
                 let owner = acting_for(&m, &caller.keypair, q.owner_access_key.as_deref()).await?;
-                let s = m.find_session(&owner, &name).await?;
-                let kernels = m.store.kernels(s.id).await?;
-                Ok(SessionInfo::from_records(&s, &kernels, chrono::Utc::now()))
+                m.session_info(&owner, &name).await
             }
             .await;
             respond(&caller, result, StatusCode::OK)

@@ -16,7 +16,7 @@
 
 use super::session::OwnerQuery;
 use super::{authenticated, Caller};
-use crate::service::session::acting_for;
+use crate::service::context::acting_for;
 use crate::Manager;
 use backend_agent::http::error_reply;
 use backend_core::api::{ExecuteMode, ExecuteRequest, ExecutionResult, RunStatus};

@@ -1,10 +1,14 @@
-//! The session service: create (validate, record, wait), start (place kernels on agents), execute, interrupt and
-//! destroy, and the lifecycle events each status change publishes.
+//! The session service: create (validate, record, wait), start (place kernels on agents), execute, interrupt,
+//! restart and destroy, the main kernel's files, and the lifecycle events each status change publishes. Its
+//! operations are [`Manager`] methods; those on an existing session take the owner's access key
+//! ([`crate::service::context::acting_for`]).
 
+use crate::service::context::{Acting, RequestContext};
 use crate::Manager;
+use backend_agent::files::FileEntry;
 use backend_core::api::{
     parse_batch_timeout, parse_starts_at, session_type_of, CreateSessionRequest, CreateSessionResponse,
-    DestroyResponse, ExecuteMode, ExecuteRequest, ExecutionResult, RunStatus,
+    DestroyResponse, ExecuteMode, ExecuteRequest, ExecutionResult, RunStatus, SessionInfo,
 };
 use backend_core::error::{Error, Result};
 use backend_core::events::Event;
@@ -19,22 +23,6 @@ use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The keypair a request acts for: the caller, or for admins the keypair named by `owner_access_key`.
-pub async fn acting_for(m: &Manager, caller: &KeyPair, owner: Option<&str>) -> Result<AccessKey> {
-    match owner.filter(|o| !o.is_empty()) {
-        None => Ok(caller.access_key.clone()),
-        Some(o) if o == caller.access_key.as_str() => Ok(caller.access_key.clone()),
-        Some(o) => {
-            if !caller.role.is_admin() {
-                return Err(Error::Forbidden { msg: "only admins may act for another keypair".into() });
-            }
-            let ak = AccessKey::from(o);
-            m.store.keypair(&ak).await?.ok_or_else(|| Error::NotFound { what: format!("keypair {o}") })?;
-            Ok(ak)
-        }
-    }
-}
 
 fn valid_name(name: &str) -> bool {
     (4..=64).contains(&name.len())
@@ -152,11 +140,11 @@ impl Manager {
     /// scheduler's: such a session waits instead.
     pub async fn check_policy_at_enqueue(
         &self,
-        owner: &AccessKey,
+        ctx: &RequestContext,
         cluster_size: u32,
         total: &backend_core::ResourceSlots,
     ) -> Result<()> {
-        let Some(policy) = self.policy_of(owner).await? else { return Ok(()) };
+        let Some(policy) = &ctx.policy else { return Ok(()) };
         if policy.max_containers_per_session > 0 && cluster_size > policy.max_containers_per_session {
             return Err(Error::QuotaExceeded {
                 msg: format!(
@@ -175,12 +163,7 @@ impl Manager {
             });
         }
         if let Some(limit) = policy.max_pending_session_count {
-            let filter = SessionFilter {
-                access_key: Some(owner.clone()),
-                statuses: Some(vec![SessionStatus::Pending]),
-                limit: None,
-            };
-            let waiting = self.store.list_sessions(&filter).await?.len();
+            let waiting = self.count_pending_sessions(ctx.acting.owner_key()).await?;
             if waiting >= limit as usize {
                 return Err(Error::QuotaExceeded {
                     msg: format!("{waiting} sessions already pending; the resource policy allows {limit}"),
@@ -190,40 +173,22 @@ impl Manager {
         Ok(())
     }
 
-    /// Refuses a session asking for more than its group's or its domain's `total_resource_slots` allow in all (it
-    /// could never be placed); one that fits them only once others end waits in PENDING instead.
-    pub async fn check_scope_quotas_at_enqueue(
-        &self,
-        domain: &str,
-        group: &str,
-        total: &backend_core::ResourceSlots,
-    ) -> Result<()> {
-        let group_quota = self.store.group(domain, group).await?.map(|g| g.total_resource_slots);
-        let domain_quota = self.store.domain(domain).await?.map(|d| d.total_resource_slots);
-        for (what, quota) in [(format!("group {group}"), group_quota), (format!("domain {domain}"), domain_quota)] {
-            let Some(quota) = quota else { continue };
-            let over = quota.iter().find(|(slot, limit)| total.get(slot) > *limit).map(|(s, l)| (s.to_owned(), l));
-            if let Some((slot, limit)) = over {
-                return Err(Error::QuotaExceeded {
-                    msg: format!(
-                        "the session asks for {slot}={} but {what} may use at most {} (total_resource_slots)",
-                        total.get(&slot).normalize(),
-                        limit.normalize()
-                    ),
-                });
-            }
-        }
-        Ok(())
+    /// How many sessions of `owner` are PENDING.
+    async fn count_pending_sessions(&self, owner: &AccessKey) -> Result<usize> {
+        let filter = SessionFilter {
+            access_key: Some(owner.clone()),
+            statuses: Some(vec![SessionStatus::Pending]),
+            limit: None,
+        };
+        // count_sessions once the store split lands
+        Ok(self.store.list_sessions(&filter).await?.len())
     }
 
-    /// Validates and records a new session, then waits as the request asks. Answers whether a session was created
-    /// (false when an existing one was reused) and the response body.
-    pub async fn create_session(
-        &self,
-        caller: &KeyPair,
-        req: CreateSessionRequest,
-    ) -> Result<(bool, CreateSessionResponse)> {
-        let owner = acting_for(self, caller, req.owner_access_key.as_deref()).await?;
+    /// Validates and records a new session, then waits as the request asks. The owner's keypair, user, resource
+    /// policy, domain and group are each read once ([`RequestContext`], [`SessionScope`](crate::service::context::SessionScope)) and handed to the checks.
+    pub async fn create_session(&self, caller: &KeyPair, req: CreateSessionRequest) -> Result<Creation> {
+        let acting = Acting::resolve(self, caller, req.owner_access_key.as_deref()).await?;
+        let owner = acting.owner_key().clone();
         let image_ref = req
             .image
             .clone()
@@ -270,13 +235,14 @@ impl Manager {
         if let Some(existing) = self.store.find_session(&owner, &name).await? {
             if !existing.status.is_dead() {
                 if req.reuse_if_exists.unwrap_or(true) {
-                    return Ok((false, response(&existing, false)));
+                    return Ok(Creation::Reused(response(&existing, false)));
                 }
                 return Err(Error::AlreadyExists { msg: format!("session {name:?} exists") });
             }
         }
 
-        let (domain, group) = self.domain_and_group(caller, &owner, &req).await?;
+        let ctx = RequestContext::load(self, acting).await?;
+        let scope = ctx.session_scope(self, req.domain.as_deref(), req.group.as_deref()).await?;
         let scaling_group = req.config.scaling_group.clone().unwrap_or_else(|| "default".into());
         let all_agents = self.store.list_agents().await?;
         let architecture = req.architecture.clone().filter(|a| !a.trim().is_empty());
@@ -306,12 +272,7 @@ impl Manager {
             Vec::new()
         } else {
             // Folders are the owner's: an admin acting for a keypair mounts what that keypair's user may use.
-            let owner_keypair = if owner == caller.access_key {
-                caller.clone()
-            } else {
-                self.store.keypair(&owner).await?.ok_or_else(|| Error::NotFound { what: format!("keypair {owner}") })?
-            };
-            crate::service::vfolder::resolve_mounts(self, &owner_keypair, &req.config.mounts, &req.config.mount_map).await?
+            self.resolve_mounts(&ctx, &req.config.mounts, &req.config.mount_map).await?
         };
         let agents = AgentSnapshot::schedulable(&all_agents);
         let image = agents
@@ -333,8 +294,8 @@ impl Manager {
             }
         }
         let shmem = shmem_of(&req, &slots)?;
-        self.check_policy_at_enqueue(&owner, cluster_size, &slots.scaled(cluster_size)).await?;
-        self.check_scope_quotas_at_enqueue(&domain, &group, &slots.scaled(cluster_size)).await?;
+        self.check_policy_at_enqueue(&ctx, cluster_size, &slots.scaled(cluster_size)).await?;
+        scope.refuse_over_quota(&slots.scaled(cluster_size))?;
 
         let now = Utc::now();
         let session_id = SessionId::new();
@@ -367,8 +328,8 @@ impl Manager {
             id: session_id,
             name: name.clone(),
             access_key: owner.clone(),
-            domain,
-            group,
+            domain: scope.domain,
+            group: scope.group,
             session_type,
             image: image.name.clone(),
             cluster_size,
@@ -416,7 +377,7 @@ impl Manager {
         // request could sit through.
         let deferred = session.starts_at.is_some_and(|t| t > now) || !session.dependencies.is_empty();
         if req.enqueue_only.unwrap_or(false) || deferred {
-            return Ok((true, response(&session, true)));
+            return Ok(Creation::New(response(&session, true)));
         }
         let settled = |s: SessionStatus| s == SessionStatus::Running || s.is_dead();
         let wait = async {
@@ -435,7 +396,7 @@ impl Manager {
             None => wait.await,
         }
         let now = self.store.session(session_id).await?.ok_or(Error::SessionNotFound { name })?;
-        Ok((true, response(&now, true)))
+        Ok(Creation::New(response(&now, true)))
     }
 
     /// Places the kernels of a freshly SCHEDULED session on their agents and brings them to RUNNING. A kernel that
@@ -444,58 +405,6 @@ impl Manager {
         let Ok(Some(session)) = self.store.session(session_id).await else { return };
         let Ok(kernels) = self.store.kernels(session_id).await else { return };
         self.start_sessions(vec![(session, kernels)]).await;
-    }
-
-    /// The domain and group a new session of `owner` belongs to, checked as Backend.AI checks them against the
-    /// owner's user: the domain defaults to the user's and must be it (a superadmin may name any active domain), and
-    /// the group (default `default`) must be an active group of that domain which the user belongs to (an admin or
-    /// superadmin may name any). A keypair without a user record keeps the request's names (or `default`).
-    async fn domain_and_group(
-        &self,
-        caller: &KeyPair,
-        owner: &AccessKey,
-        req: &CreateSessionRequest,
-    ) -> Result<(String, String)> {
-        let named = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
-        let (asked_domain, asked_group) = (named(&req.domain), named(&req.group));
-        let owner_keypair = match owner == &caller.access_key {
-            true => Some(caller.clone()),
-            false => self.store.keypair(owner).await?,
-        };
-        let user = match &owner_keypair {
-            Some(kp) => self.store.user(&kp.user_id).await?,
-            None => None,
-        };
-        let Some(user) = user else {
-            return Ok((
-                asked_domain.unwrap_or_else(|| "default".into()),
-                asked_group.unwrap_or_else(|| "default".into()),
-            ));
-        };
-        let domain = asked_domain.unwrap_or_else(|| user.domain.clone());
-        if domain != user.domain && user.role != backend_core::model::Role::Superadmin {
-            return Err(Error::InvalidParams {
-                msg: format!(
-                    "domain {domain:?}: a session can only be created in its owner's domain {:?}",
-                    user.domain
-                ),
-            });
-        }
-        if !self.store.domain(&domain).await?.is_some_and(|d| d.is_active) {
-            return Err(Error::InvalidParams { msg: format!("domain {domain:?} does not exist or is inactive") });
-        }
-        let group = asked_group.unwrap_or_else(|| "default".into());
-        if !self.store.group(&domain, &group).await?.is_some_and(|g| g.is_active) {
-            return Err(Error::InvalidParams {
-                msg: format!("group {group:?} does not exist in domain {domain:?} or is inactive"),
-            });
-        }
-        if !user.role.is_admin() && !user.groups.contains(&group) {
-            return Err(Error::InvalidParams {
-                msg: format!("group {group:?}: the session's owner {} is not a member of it", user.email),
-            });
-        }
-        Ok((domain, group))
     }
 
     /// Starts allocated sessions: every kernel of the batch moves to PREPARING, then to CREATING, in one store
@@ -687,6 +596,29 @@ impl Manager {
         self.store.find_session(owner, name).await?.ok_or_else(|| Error::SessionNotFound { name: name.to_owned() })
     }
 
+    /// `GET /session`: the owner's sessions (the newest thousand).
+    pub async fn sessions_of(&self, owner: &AccessKey) -> Result<Vec<SessionRecord>> {
+        let filter = SessionFilter { access_key: Some(owner.clone()), statuses: None, limit: Some(1000) };
+        self.store.list_sessions(&filter).await
+    }
+
+    /// `GET /session/{name}`: a session of the owner with its kernels.
+    pub async fn session_info(&self, owner: &AccessKey, name: &str) -> Result<SessionInfo> {
+        let s = self.find_session(owner, name).await?;
+        let kernels = self.store.kernels(s.id).await?;
+        Ok(SessionInfo::from_records(&s, &kernels, Utc::now()))
+    }
+
+    /// A session by id, whoever owns it (`None`: no such session).
+    pub async fn session_by_id(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        self.store.session(id).await
+    }
+
+    /// A kernel by id, whoever owns it (`None`: no such kernel).
+    pub async fn kernel_by_id(&self, id: KernelId) -> Result<Option<KernelRecord>> {
+        self.store.kernel(id).await
+    }
+
     /// Destroys a session: a pending one is cancelled; a live one has its kernels stopped and becomes TERMINATED.
     pub async fn destroy_session(&self, owner: &AccessKey, name: &str, forced: bool) -> Result<DestroyResponse> {
         let session = self.find_session(owner, name).await?;
@@ -733,7 +665,8 @@ impl Manager {
         Ok(DestroyResponse { stats })
     }
 
-    pub(crate) async fn main_kernel_of_running(&self, owner: &AccessKey, name: &str) -> Result<KernelRecord> {
+    /// The main kernel of the owner's RUNNING session `name` (409 when the session or that kernel is not running).
+    pub async fn main_kernel_of_running(&self, owner: &AccessKey, name: &str) -> Result<KernelRecord> {
         let session = self.find_session(owner, name).await?;
         if !matches!(session.status, SessionStatus::Running | SessionStatus::RunningDegraded) {
             return Err(Error::Conflict { msg: format!("session {name:?} is {}, not RUNNING", session.status) });
@@ -743,6 +676,28 @@ impl Manager {
             .into_iter()
             .find(|k| k.is_main() && k.status == KernelStatus::Running)
             .ok_or_else(|| Error::Conflict { msg: format!("the main kernel of {name:?} is not running") })
+    }
+
+    /// The main kernel of the owner's RUNNING session `name` and the agent it runs on, for the file operations.
+    pub async fn running_main_kernel(&self, owner: &AccessKey, name: &str) -> Result<MainKernel> {
+        let main = self.main_kernel_of_running(owner, name).await?;
+        let agent_addr = main.agent_addr.ok_or_else(|| Error::internal("running kernel without agent"))?;
+        Ok(MainKernel { id: main.id, agent_addr })
+    }
+
+    /// Writes a file into a main kernel's work directory (`path` relative to it).
+    pub async fn put_kernel_file(&self, main: &MainKernel, path: &str, content: bytes::Bytes) -> Result<()> {
+        self.agents.put_file(&main.agent_addr, main.id, path, content).await.map(drop)
+    }
+
+    /// Reads a file of a main kernel's work directory (`path` relative to it).
+    pub async fn kernel_file(&self, main: &MainKernel, path: &str) -> Result<bytes::Bytes> {
+        self.agents.get_file(&main.agent_addr, main.id, path).await
+    }
+
+    /// Lists a directory of a main kernel's work directory (`path` relative to it).
+    pub async fn list_kernel_files(&self, main: &MainKernel, path: &str) -> Result<Vec<FileEntry>> {
+        self.agents.list_files(&main.agent_addr, main.id, path).await
     }
 
     /// One execute call on the session's main kernel. A query or batch call's `options.exec_timeout` is checked
@@ -881,6 +836,46 @@ fn designated_agents(caller: &KeyPair, req: &CreateSessionRequest) -> Result<Vec
         });
     }
     Ok(agents)
+}
+
+/// The main kernel of a RUNNING session, where the file routes read and write.
+#[derive(Debug, Clone)]
+pub struct MainKernel {
+    /// The kernel.
+    pub id: KernelId,
+    /// The address of the agent it runs on.
+    pub agent_addr: String,
+}
+
+/// What `create_session` did: created a session, or answered an existing live one of the same name
+/// (`reuse_if_exists`).
+#[derive(Debug, Clone)]
+pub enum Creation {
+    /// A new session was recorded (HTTP 201).
+    New(CreateSessionResponse),
+    /// A live session of that name was reused (HTTP 200).
+    Reused(CreateSessionResponse),
+}
+
+impl Creation {
+    /// True when a new session was recorded.
+    pub fn is_new(&self) -> bool {
+        matches!(self, Self::New(_))
+    }
+
+    /// The response body.
+    pub fn response(&self) -> &CreateSessionResponse {
+        match self {
+            Self::New(r) | Self::Reused(r) => r,
+        }
+    }
+
+    /// The response body, owned.
+    pub fn into_response(self) -> CreateSessionResponse {
+        match self {
+            Self::New(r) | Self::Reused(r) => r,
+        }
+    }
 }
 
 fn response(s: &SessionRecord, created: bool) -> CreateSessionResponse {
