@@ -1,5 +1,5 @@
-//! The Backend.AI manager: the public REST API, keypair auth, the session service, the scheduler loop and the agent
-//! registry.
+//! The Backend.AI manager: the public REST API, keypair auth, the service layer (sessions, virtual folders,
+//! administration), the scheduler loop and the agent registry.
 //!
 //! A [`Manager`] is composed from the core traits ([`MetadataStore`], [`EventBus`], [`LiveState`], [`ConfigStore`])
 //! and scheduling policies; [`run`] serves it on a listener the caller owns until the caller's shutdown resolves.
@@ -97,7 +97,8 @@ impl Default for ManagerConfig {
     }
 }
 
-/// The manager's shared state: configuration, the plug-point implementations and the scheduler's wake-up signal.
+/// The manager's shared state: configuration, the plug-point implementations and the scheduler's wake-up signal. Its
+/// methods are the service layer ([`service`]), grouped by service module.
 pub struct Manager {
     /// Settings.
     pub config: ManagerConfig,

@@ -5,7 +5,7 @@
 //! `*`). Each event is named by its Backend.AI event name (`session_started`, `kernel_terminated`, ...) and its
 //! `data` is a JSON object: `{"reason", "sessionName", "ownerAccessKey", "sessionId"}`, plus `exitCode` when known,
 //! plus `kernelId`, `clusterRole` and `clusterIdx` for kernel events. The stream only carries the sessions of the
-//! keypair the caller acts for.
+//! keypair the caller acts for; each session and kernel is looked up once, through the session service.
 
 use super::authenticated;
 use super::Caller;

@@ -1,5 +1,6 @@
 //! File transfer routes of `/session/{name}`: `upload`, `download`, `download_single` and `files`, in the shapes
-//! Backend.AI's client expects. They act on the main kernel of a RUNNING session through its agent.
+//! Backend.AI's client expects. They act on the main kernel of a RUNNING session
+//! ([`Manager::running_main_kernel`]) through the session service, which asks its agent.
 //!
 //! Paths are relative to the kernel's work directory (`/home/work`); absolute paths under `/home/work` are accepted
 //! and mapped into it, any other absolute path is refused by the agent.

@@ -1,4 +1,5 @@
-//! The public REST API (Backend.AI v7.20230615): routes, keypair authentication and rate limiting.
+//! The public REST API (Backend.AI v7.20230615): routes, keypair authentication and rate limiting. Handlers parse,
+//! call the service layer ([`crate::service`]) and render; they do not read the store.
 
 pub mod admin;
 pub mod events;

@@ -1,4 +1,6 @@
-//! `/session` routes: create, list, info, destroy, execute, interrupt, logs.
+//! `/session` routes: create, list, info, destroy, execute, interrupt, restart, rename, complete, logs. Each handler
+//! resolves the keypair it acts for ([`acting_for`]) and makes one call to the session service
+//! ([`crate::service::session`]).
 
 use super::{authenticated, Caller};
 use crate::service::context::acting_for;
