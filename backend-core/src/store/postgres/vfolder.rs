@@ -1,125 +1,14 @@
-//! Virtual folders of the PostgreSQL store: folder records, shares and invitations, on the tables of the deployment
-//! migration. Each function runs inside the caller's transaction. Owners are kept by `users.uuid` or `groups.id`
-//! and resolved to e-mails and group names on the way out; the partial unique indexes on names and on pending
-//! invitations make the checks below hold under concurrent managers (a losing writer gets `AlreadyExists`).
+//! Virtual folders of the PostgreSQL store ([`VFolderStore`]): folder records, shares and invitations, on the
+//! tables of the deployment migration. Owners are kept by `users.uuid` or `groups.id` and resolved to e-mails and
+//! group names on the way out; the partial unique indexes on names and on pending invitations make the checks below
+//! hold under concurrent managers (a losing writer gets `AlreadyExists`).
 
-use super::schema::{association_groups_users, groups, users, vfolder_invitations, vfolder_permissions, vfolders};
-use super::{parse, taken, ts, Failure, Tx};
-use crate::error::Error;
-use crate::ids::{InvitationId, VFolderId};
-use crate::store::{sort_folders, AccessSet};
-use crate::vfolder::{InvitationState, VFolder, VFolderAccess, VFolderInvitation, VFolderOwner, VFolderPermission};
-use chrono::{DateTime, Utc};
-use diesel::pg::Pg;
-use diesel::prelude::{
-    ExpressionMethods, Insertable, NullableExpressionMethods, OptionalExtension, QueryDsl, Queryable, Selectable,
-    SelectableHelper,
-};
-use diesel::upsert::excluded;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
-
-fn not_found(what: String) -> Failure {
-    Error::NotFound { what }.into()
-}
-
-fn to_i64(what: &str, n: u64) -> Tx<i64> {
-    i64::try_from(n).map_err(|_| Error::InvalidParams { msg: format!("{what} {n} is too large") }.into())
-}
-
-#[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = vfolders, check_for_backend(Pg))]
-struct FolderRow {
-    id: Uuid,
-    host: String,
-    name: String,
-    quota_scope_id: String,
-    usage_mode: String,
-    permission: String,
-    ownership_type: String,
-    user_id: Option<Uuid>,
-    group_id: Option<Uuid>,
-    creator: String,
-    max_size: Option<i64>,
-    cloneable: bool,
-    created_at: DateTime<Utc>,
-}
-
-/// A folder row with its owner's e-mail (user folders) or domain and name (group folders).
-type OwnedRow = (FolderRow, Option<String>, Option<String>, Option<String>);
-
-impl FolderRow {
-    fn into_model(self, email: Option<String>, domain: Option<String>, group: Option<String>) -> Tx<VFolder> {
-        let owner = match (self.ownership_type.as_str(), email, domain, group) {
-            ("user", Some(email), _, _) => VFolderOwner::User { email },
-            ("group", _, Some(domain), Some(name)) => VFolderOwner::Group { domain, name },
-            (kind, ..) => return Err(super::corrupt("vfolder owner", kind, "the owner is missing")),
-        };
-        Ok(VFolder {
-            id: VFolderId(self.id),
-            usage_mode: parse("usage mode", &self.usage_mode)?,
-            permission: parse("vfolder permission", &self.permission)?,
-            max_size: self
-                .max_size
-                .map(|n| u64::try_from(n).map_err(|e| super::corrupt("max size", &n.to_string(), e)))
-                .transpose()?,
-            created_at: self.created_at,
-            owner,
-            name: self.name,
-            host: self.host,
-            creator: self.creator,
-            cloneable: self.cloneable,
-        })
-    }
-}
-
-#[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = vfolder_invitations, check_for_backend(Pg))]
-struct InvitationRow {
-    id: Uuid,
-    permission: String,
-    inviter: String,
-    invitee: String,
-    state: String,
-    vfolder: Uuid,
-    created_at: DateTime<Utc>,
-    modified_at: DateTime<Utc>,
-}
-
-impl InvitationRow {
-    fn from_model(i: &VFolderInvitation) -> Self {
-        Self {
-            id: i.id.0,
-            permission: i.permission.as_str().to_owned(),
-            inviter: i.inviter.clone(),
-            invitee: i.invitee.clone(),
-            state: i.state.as_str().to_owned(),
-            vfolder: i.vfolder.0,
-            created_at: ts(i.created_at),
-            modified_at: ts(i.modified_at),
-        }
-    }
-
-    fn into_model(self) -> Tx<VFolderInvitation> {
-        Ok(VFolderInvitation {
-            id: InvitationId(self.id),
-            vfolder: VFolderId(self.vfolder),
-            permission: parse("invitation permission", &self.permission)?,
-            state: parse_state(&self.state)?,
-            created_at: self.created_at,
-            modified_at: self.modified_at,
-            inviter: self.inviter,
-            invitee: self.invitee,
-        })
-    }
-}
-
-fn parse_state(s: &str) -> Tx<InvitationState> {
-    [InvitationState::Pending, InvitationState::Accepted, InvitationState::Rejected, InvitationState::Canceled]
-        .into_iter()
-        .find(|state| state.as_str() == s)
-        .ok_or_else(|| super::corrupt("invitation state", s, "not a known state"))
-}
+use super::*;
+use crate::store::rows::{not_found, sort_folders, taken, AccessSet};
+use crate::store::VFolderStore;
+use crate::vfolder::{InvitationState, VFolderAccess, VFolderPermission};
+use async_trait::async_trait;
+use diesel::prelude::NullableExpressionMethods;
 
 /// Folders with their owners resolved: every folder, or those with the given ids.
 async fn load(conn: &mut AsyncPgConnection, ids: Option<Vec<Uuid>>) -> Tx<Vec<VFolder>> {
@@ -201,40 +90,26 @@ async fn named_like(
     Ok(query.count().get_result(conn).await?)
 }
 
-pub(super) async fn insert(conn: &mut AsyncPgConnection, f: &VFolder) -> Tx<()> {
+async fn insert(conn: &mut AsyncPgConnection, f: &VFolder) -> Tx<()> {
     let (user_id, group_id) = owner_columns(conn, &f.owner).await?;
     let already = || format!("virtual folder {:?} of {}", f.name, f.owner.quota_scope());
     if named_like(conn, (user_id, group_id), &f.name, None).await? > 0 {
         return Err(Error::AlreadyExists { msg: already() }.into());
     }
-    let row = FolderRow {
-        id: f.id.0,
-        host: f.host.clone(),
-        name: f.name.clone(),
-        quota_scope_id: f.owner.quota_scope(),
-        usage_mode: f.usage_mode.as_str().to_owned(),
-        permission: f.permission.as_str().to_owned(),
-        ownership_type: if user_id.is_some() { "user" } else { "group" }.to_owned(),
-        user_id,
-        group_id,
-        creator: f.creator.clone(),
-        max_size: f.max_size.map(|n| to_i64("max size", n)).transpose()?,
-        cloneable: f.cloneable,
-        created_at: ts(f.created_at),
-    };
+    let row = FolderRow::from_model(f, (user_id, group_id))?;
     diesel::insert_into(vfolders::table).values(&row).execute(conn).await.map_err(taken(already))?;
     Ok(())
 }
 
-pub(super) async fn get(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<Option<VFolder>> {
+async fn get(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<Option<VFolder>> {
     Ok(load(conn, Some(vec![id.0])).await?.pop())
 }
 
-pub(super) async fn list(conn: &mut AsyncPgConnection) -> Tx<Vec<VFolder>> {
+async fn list(conn: &mut AsyncPgConnection) -> Tx<Vec<VFolder>> {
     load(conn, None).await
 }
 
-pub(super) async fn accessible(conn: &mut AsyncPgConnection, email: &str) -> Tx<Vec<VFolderAccess>> {
+async fn accessible(conn: &mut AsyncPgConnection, email: &str) -> Tx<Vec<VFolderAccess>> {
     let Some(uuid) = user_uuid(conn, email).await? else { return Ok(vec![]) };
     let mut access = AccessSet::default();
     let own: Vec<Uuid> = vfolders::table.filter(vfolders::user_id.eq(uuid)).select(vfolders::id).load(conn).await?;
@@ -263,7 +138,7 @@ pub(super) async fn accessible(conn: &mut AsyncPgConnection, email: &str) -> Tx<
     Ok(access.resolve(folders))
 }
 
-pub(super) async fn rename(conn: &mut AsyncPgConnection, id: VFolderId, name: &str) -> Tx<()> {
+async fn rename(conn: &mut AsyncPgConnection, id: VFolderId, name: &str) -> Tx<()> {
     let row = folder_row(conn, id).await?;
     let already = || format!("virtual folder {name:?} of {}", row.quota_scope_id);
     if named_like(conn, (row.user_id, row.group_id), name, Some(row.id)).await? > 0 {
@@ -277,7 +152,7 @@ pub(super) async fn rename(conn: &mut AsyncPgConnection, id: VFolderId, name: &s
     Ok(())
 }
 
-pub(super) async fn update_options(
+async fn update_options(
     conn: &mut AsyncPgConnection,
     id: VFolderId,
     permission: VFolderPermission,
@@ -293,7 +168,7 @@ pub(super) async fn update_options(
     Ok(())
 }
 
-pub(super) async fn delete(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<()> {
+async fn delete(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<()> {
     // Shares and invitations go with the folder through `ON DELETE CASCADE`.
     if diesel::delete(vfolders::table.find(id.0)).execute(conn).await? == 0 {
         return Err(not_found(format!("virtual folder {id}")));
@@ -301,7 +176,7 @@ pub(super) async fn delete(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<()
     Ok(())
 }
 
-pub(super) async fn set_share(
+async fn set_share(
     conn: &mut AsyncPgConnection,
     id: VFolderId,
     email: &str,
@@ -334,7 +209,7 @@ pub(super) async fn set_share(
     Ok(())
 }
 
-pub(super) async fn shares(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<Vec<(String, VFolderPermission)>> {
+async fn shares(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<Vec<(String, VFolderPermission)>> {
     let rows: Vec<(String, String)> = vfolder_permissions::table
         .inner_join(users::table)
         .filter(vfolder_permissions::vfolder.eq(id.0))
@@ -345,7 +220,7 @@ pub(super) async fn shares(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<Ve
     rows.into_iter().map(|(email, p)| Ok((email, parse("vfolder permission", &p)?))).collect()
 }
 
-pub(super) async fn insert_invitation(conn: &mut AsyncPgConnection, i: &VFolderInvitation) -> Tx<()> {
+async fn insert_invitation(conn: &mut AsyncPgConnection, i: &VFolderInvitation) -> Tx<()> {
     folder_row(conn, i.vfolder).await?;
     let row = InvitationRow::from_model(i);
     let already = || format!("a pending invitation of {} to virtual folder {}", i.invitee, i.vfolder);
@@ -363,12 +238,12 @@ pub(super) async fn insert_invitation(conn: &mut AsyncPgConnection, i: &VFolderI
     Ok(())
 }
 
-pub(super) async fn invitation(conn: &mut AsyncPgConnection, id: InvitationId) -> Tx<Option<VFolderInvitation>> {
+async fn invitation(conn: &mut AsyncPgConnection, id: InvitationId) -> Tx<Option<VFolderInvitation>> {
     let row = vfolder_invitations::table.find(id.0).select(InvitationRow::as_select()).first(conn).await.optional()?;
     row.map(InvitationRow::into_model).transpose()
 }
 
-pub(super) async fn pending_invitations(conn: &mut AsyncPgConnection, invitee: &str) -> Tx<Vec<VFolderInvitation>> {
+async fn pending_invitations(conn: &mut AsyncPgConnection, invitee: &str) -> Tx<Vec<VFolderInvitation>> {
     vfolder_invitations::table
         .filter(vfolder_invitations::invitee.eq(invitee))
         .filter(vfolder_invitations::state.eq(InvitationState::Pending.as_str()))
@@ -381,7 +256,7 @@ pub(super) async fn pending_invitations(conn: &mut AsyncPgConnection, invitee: &
         .collect()
 }
 
-pub(super) async fn answer_invitation(
+async fn answer_invitation(
     conn: &mut AsyncPgConnection,
     id: InvitationId,
     state: InvitationState,
@@ -416,4 +291,69 @@ pub(super) async fn answer_invitation(
         .execute(conn)
         .await?;
     Ok(invitation)
+}
+
+#[async_trait]
+impl VFolderStore for PostgresStore {
+    async fn insert_vfolder(&self, folder: &VFolder) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| insert(conn, folder))
+    }
+
+    async fn vfolder(&self, id: VFolderId) -> Result<Option<VFolder>> {
+        transaction!(self, Mode::Read, |conn| get(conn, id))
+    }
+
+    async fn list_vfolders(&self) -> Result<Vec<VFolder>> {
+        transaction!(self, Mode::Read, |conn| list(conn))
+    }
+
+    async fn accessible_vfolders(&self, email: &str) -> Result<Vec<VFolderAccess>> {
+        transaction!(self, Mode::Read, |conn| accessible(conn, email))
+    }
+
+    async fn rename_vfolder(&self, id: VFolderId, name: &str) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| rename(conn, id, name))
+    }
+
+    async fn update_vfolder_options(
+        &self,
+        id: VFolderId,
+        permission: VFolderPermission,
+        cloneable: bool,
+    ) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| update_options(conn, id, permission, cloneable))
+    }
+
+    async fn delete_vfolder(&self, id: VFolderId) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| delete(conn, id))
+    }
+
+    async fn set_vfolder_share(&self, id: VFolderId, email: &str, permission: Option<VFolderPermission>) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| set_share(conn, id, email, permission))
+    }
+
+    async fn vfolder_shares(&self, id: VFolderId) -> Result<Vec<(String, VFolderPermission)>> {
+        transaction!(self, Mode::Read, |conn| shares(conn, id))
+    }
+
+    async fn insert_vfolder_invitation(&self, invitation: &VFolderInvitation) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| insert_invitation(conn, invitation))
+    }
+
+    async fn vfolder_invitation(&self, id: InvitationId) -> Result<Option<VFolderInvitation>> {
+        transaction!(self, Mode::Read, |conn| invitation(conn, id))
+    }
+
+    async fn pending_vfolder_invitations(&self, invitee: &str) -> Result<Vec<VFolderInvitation>> {
+        transaction!(self, Mode::Read, |conn| pending_invitations(conn, invitee))
+    }
+
+    async fn answer_vfolder_invitation(
+        &self,
+        id: InvitationId,
+        state: InvitationState,
+        now: DateTime<Utc>,
+    ) -> Result<VFolderInvitation> {
+        transaction!(self, Mode::Write, |conn| answer_invitation(conn, id, state, now))
+    }
 }
