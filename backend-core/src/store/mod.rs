@@ -15,6 +15,9 @@ mod delegate;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[macro_use]
 mod rows;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[macro_use]
+mod queries;
 
 mod account;
 mod agent;

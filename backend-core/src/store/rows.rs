@@ -766,3 +766,29 @@ macro_rules! record_rows {
         }
     };
 }
+
+/// Sessions paired with their kernels (main first), in the sessions' order.
+pub(crate) fn with_kernels(
+    sessions: Vec<crate::model::SessionRecord>,
+    kernels: Vec<crate::model::KernelRecord>,
+) -> Vec<(crate::model::SessionRecord, Vec<crate::model::KernelRecord>)> {
+    let mut by_session: std::collections::HashMap<crate::ids::SessionId, Vec<crate::model::KernelRecord>> =
+        std::collections::HashMap::new();
+    for k in kernels {
+        by_session.entry(k.session_id).or_default().push(k);
+    }
+    sessions
+        .into_iter()
+        .map(|session| {
+            let mut kernels = by_session.remove(&session.id).unwrap_or_default();
+            sort_kernels(&mut kernels);
+            (session, kernels)
+        })
+        .collect()
+}
+
+/// A count of rows as a count of records, capped at `limit` like the list it counts.
+pub(crate) fn capped(n: i64, limit: Option<usize>) -> usize {
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    limit.map_or(n, |limit| n.min(limit))
+}

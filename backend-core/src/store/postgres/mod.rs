@@ -281,6 +281,7 @@ fn from_json<T: DeserializeOwned>(what: &str, value: Value) -> Tx<T> {
 }
 
 record_rows!(backend: Pg, uuid: Uuid, time: DateTime<Utc>, json: Value);
+record_queries!(backend: Pg, conn: AsyncPgConnection, uuid: Uuid, async: [async], await: [.await], seq: seq);
 
 /// Whether a read takes the row lock (`FOR UPDATE`) until the transaction ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

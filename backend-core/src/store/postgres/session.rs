@@ -2,12 +2,13 @@
 //! (sessions, their kernels, agents, each by id), applies the shared checks and changes of [`changes`] in memory,
 //! and writes back what changed with one statement per table.
 
-use super::agent::load_agent;
 use super::*;
 use crate::slots::ResourceSlots;
 use crate::status::{KernelStatus, SessionStatus};
 use crate::store::changes;
-use crate::store::rows::{final_session_statuses, kernel_statuses, sort_kernels, taken};
+use crate::store::rows::{
+    capped, final_session_statuses, holding_session_statuses, kernel_statuses, sort_kernels, taken,
+};
 use crate::store::{
     Allocated, Allocation, KernelChange, KernelTransition, ScopeOccupancy, SessionChange, SessionFilter, SessionStore,
 };
@@ -61,63 +62,6 @@ async fn save_agent_occupied(conn: &mut AsyncPgConnection, id: &AgentId, occupie
         .set(agents::occupied_slots.eq(to_json(occupied)?))
         .execute(conn)
         .await?;
-    Ok(())
-}
-
-/// Gives a kernel's occupied slots back to its agent (once: the kernel holds nothing afterwards), under the
-/// agent's row lock.
-async fn release(conn: &mut AsyncPgConnection, kernel: &mut KernelRecord) -> Tx<()> {
-    let held = std::mem::take(&mut kernel.occupied_slots);
-    if held.is_zero() {
-        return Ok(());
-    }
-    let Some(agent_id) = &kernel.agent_id else {
-        tracing::warn!(kernel = %kernel.id, "a kernel without an agent held slots");
-        return Ok(());
-    };
-    match load_agent(conn, agent_id, Lock::ForUpdate).await? {
-        Some(agent) => save_agent_occupied(conn, agent_id, &changes::without(&agent.occupied_slots, &held)).await,
-        None => {
-            tracing::warn!(kernel = %kernel.id, agent = %agent_id, "the kernel's agent is unknown");
-            Ok(())
-        }
-    }
-}
-
-/// Moves a kernel to `status` at `now`: history, end time for final statuses, slots back for dead ones.
-async fn enter(
-    conn: &mut AsyncPgConnection,
-    kernel: &mut KernelRecord,
-    status: KernelStatus,
-    now: DateTime<Utc>,
-) -> Tx<()> {
-    kernel.status = status;
-    kernel.status_history.push(status, now);
-    if status.is_final() {
-        kernel.terminated_at = Some(now);
-    }
-    if status.is_dead() {
-        release(conn, kernel).await?;
-    }
-    Ok(())
-}
-
-fn enter_session(session: &mut SessionRecord, status: SessionStatus, now: DateTime<Utc>) {
-    session.status = status;
-    session.status_history.push(status, now);
-    if status.is_final() {
-        session.terminated_at = Some(now);
-    }
-}
-
-/// Locks, in id order, the agents of the kernels that hold slots, so that releasing them later keeps the global
-/// lock order (session, kernels, agents by id).
-async fn lock_agents_of(conn: &mut AsyncPgConnection, kernels: &[KernelRecord]) -> Tx<()> {
-    let ids: BTreeSet<&AgentId> =
-        kernels.iter().filter(|k| !k.occupied_slots.is_zero()).filter_map(|k| k.agent_id.as_ref()).collect();
-    for id in ids {
-        load_agent(conn, id, Lock::ForUpdate).await?;
-    }
     Ok(())
 }
 
@@ -387,6 +331,8 @@ async fn save_agents_occupied(conn: &mut AsyncPgConnection, ids: Vec<String>, oc
     Ok(())
 }
 
+/// Moves a whole session under the locks of the session, its kernels and, when they die, the agents they hold
+/// slots on (the global lock order).
 async fn update_session_in(
     conn: &mut AsyncPgConnection,
     id: SessionId,
@@ -396,37 +342,23 @@ async fn update_session_in(
     let mut session = load_session(conn, id, Lock::ForUpdate)
         .await?
         .ok_or_else(|| Error::SessionNotFound { name: id.to_string() })?;
-    let from = session.status;
-    if change.status != from {
-        from.transition(change.status)?;
+    let mut kernels = load_kernels(conn, id, Lock::ForUpdate).await?;
+    let mut agents = HashMap::new();
+    if KernelStatus::from(change.status).is_dead() {
+        let ids: Vec<String> = changes::holders(&kernels).into_iter().map(|a| a.0).collect();
+        agents = lock_agents(conn, &ids).await?;
     }
-    let kernel_status = KernelStatus::from(change.status);
-    let kernels = load_kernels(conn, id, Lock::ForUpdate).await?;
-    if kernel_status.is_dead() {
-        lock_agents_of(conn, &kernels).await?;
+    let occupied_before: HashMap<AgentId, ResourceSlots> =
+        agents.iter().map(|(id, a)| (id.clone(), a.occupied_slots.clone())).collect();
+    let (moved, changed) = changes::change_session(&mut session, &mut kernels, &mut agents, change, now)?;
+    for agent in agents.values().filter(|a| occupied_before[&a.id] != a.occupied_slots) {
+        save_agent_occupied(conn, &agent.id, &agent.occupied_slots).await?;
     }
-    for mut kernel in kernels {
-        if kernel.status.is_dead() || kernel.status == kernel_status || !kernel.status.can_transition_to(kernel_status)
-        {
-            continue;
-        }
-        enter(conn, &mut kernel, kernel_status, now).await?;
-        if change.status_info.is_some() {
-            kernel.status_info = change.status_info.clone();
-        }
-        save_kernel(conn, &kernel).await?;
-    }
-    if change.status != from {
-        enter_session(&mut session, change.status, now);
-    }
-    if change.status_info.is_some() {
-        session.status_info = change.status_info;
-    }
-    if let Some(result) = change.result {
-        session.result = result;
+    for i in changed {
+        save_kernel(conn, &kernels[i]).await?;
     }
     save_session(conn, &session).await?;
-    Ok((change.status != from).then_some((from, change.status)))
+    Ok(moved)
 }
 
 async fn insert_session_in(conn: &mut AsyncPgConnection, row: &SessionRow, kernel_rows: &[KernelRow]) -> Tx<()> {
@@ -479,75 +411,10 @@ async fn rename_session_in(conn: &mut AsyncPgConnection, id: SessionId, name: &s
     Ok(())
 }
 
-async fn find_session_in(conn: &mut AsyncPgConnection, owner: &str, key: &str) -> Tx<Option<SessionRecord>> {
-    if let Ok(id) = Uuid::parse_str(key) {
-        let by_id = sessions::table
-            .find(id)
-            .filter(sessions::access_key.eq(owner))
-            .select(SessionRow::as_select())
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some(row) = by_id {
-            return row.into_model().map(Some);
-        }
-    }
-    let named = || {
-        sessions::table
-            .filter(sessions::access_key.eq(owner.to_owned()))
-            .filter(sessions::name.eq(key.to_owned()))
-            .order((sessions::created_at.desc(), sessions::seq.desc()))
-            .select(SessionRow::as_select())
-            .into_boxed()
-    };
-    let live = named().filter(sessions::status.ne_all(final_session_statuses())).first(conn).await.optional()?;
-    let row = match live {
-        Some(live) => Some(live),
-        None => named().first(conn).await.optional()?,
-    };
-    row.map(SessionRow::into_model).transpose()
-}
-
-async fn pending_sessions_in(conn: &mut AsyncPgConnection) -> Tx<Vec<(SessionRecord, Vec<KernelRecord>)>> {
-    let pending = SessionStatus::Pending.as_str();
-    let sessions = sessions::table
-        .filter(sessions::status.eq(pending))
-        .order((sessions::created_at.asc(), sessions::seq.asc()))
-        .select(SessionRow::as_select())
-        .load(conn)
-        .await?;
-    let kernel_rows = kernels::table
-        .inner_join(sessions::table)
-        .filter(sessions::status.eq(pending))
-        .select(KernelRow::as_select())
-        .load(conn)
-        .await?;
-    let mut by_session: HashMap<SessionId, Vec<KernelRecord>> = HashMap::new();
-    for row in kernel_rows {
-        let k = row.into_model()?;
-        by_session.entry(k.session_id).or_default().push(k);
-    }
-    sessions
-        .into_iter()
-        .map(|row| {
-            let session = row.into_model()?;
-            let mut kernels = by_session.remove(&session.id).unwrap_or_default();
-            sort_kernels(&mut kernels);
-            Ok((session, kernels))
-        })
-        .collect()
-}
-
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn insert_session(&self, session: &SessionRecord, kernels: &[KernelRecord]) -> Result<()> {
-        if let Some(k) = kernels.iter().find(|k| k.session_id != session.id) {
-            return Err(Error::InvalidParams {
-                msg: format!("kernel {} belongs to session {}, not {}", k.id, k.session_id, session.id),
-            });
-        }
-        let row = SessionRow::from_model(session).map_err(store_error)?;
-        let kernel_rows = kernels.iter().map(KernelRow::from_model).collect::<Tx<Vec<_>>>().map_err(store_error)?;
+        let (row, kernel_rows) = new_session_rows(session, kernels)?;
         transaction!(self, Mode::Write, |conn| insert_session_in(conn, &row, &kernel_rows))
     }
 
@@ -565,33 +432,19 @@ impl SessionStore for PostgresStore {
 
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>> {
         transaction!(self, Mode::Statement, |conn| async {
-            let mut query = sessions::table.select(SessionRow::as_select()).into_boxed();
-            if let Some(owner) = &filter.access_key {
-                query = query.filter(sessions::access_key.eq(owner.0.clone()));
-            }
-            if let Some(statuses) = &filter.statuses {
-                query = query.filter(sessions::status.eq_any(statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>()));
-            }
-            query = query.order((sessions::created_at.desc(), sessions::seq.desc()));
+            let mut query = sessions_matching(filter).order((sessions::created_at.desc(), sessions::seq.desc()));
             if let Some(limit) = filter.limit {
                 query = query.limit(i64::try_from(limit).unwrap_or(i64::MAX));
             }
-            query.load(conn).await?.into_iter().map(SessionRow::into_model).collect::<Tx<Vec<_>>>()
+            let rows = query.select(SessionRow::as_select()).load(conn).await?;
+            rows.into_iter().map(SessionRow::into_model).collect::<Tx<Vec<_>>>()
         })
     }
 
     async fn count_sessions(&self, filter: &SessionFilter) -> Result<usize> {
         transaction!(self, Mode::Statement, |conn| async {
-            let mut query = sessions::table.into_boxed();
-            if let Some(owner) = &filter.access_key {
-                query = query.filter(sessions::access_key.eq(owner.0.clone()));
-            }
-            if let Some(statuses) = &filter.statuses {
-                query = query.filter(sessions::status.eq_any(statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>()));
-            }
-            let n: i64 = query.count().get_result(conn).await?;
-            let n = usize::try_from(n).unwrap_or(usize::MAX);
-            Ok(filter.limit.map_or(n, |limit| n.min(limit)))
+            let n: i64 = sessions_matching(filter).count().get_result(conn).await?;
+            Ok(capped(n, filter.limit))
         })
     }
 
@@ -624,8 +477,7 @@ impl SessionStore for PostgresStore {
 
     async fn occupancy(&self, owners: &[AccessKey]) -> Result<BTreeMap<AccessKey, (u32, ResourceSlots)>> {
         let keys: Vec<&str> = owners.iter().map(|o| o.0.as_str()).collect();
-        let holding: Vec<&str> =
-            SessionStatus::ALL.iter().filter(|s| s.holds_resources()).map(|s| s.as_str()).collect();
+        let holding = holding_session_statuses();
         transaction!(self, Mode::Statement, |conn| async {
             let rows: Vec<(String, Value)> = sessions::table
                 .filter(sessions::access_key.eq_any(&keys))
@@ -645,8 +497,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn occupancy_by_group_and_domain(&self, domains: &[String]) -> Result<ScopeOccupancy> {
-        let holding: Vec<&str> =
-            SessionStatus::ALL.iter().filter(|s| s.holds_resources()).map(|s| s.as_str()).collect();
+        let holding = holding_session_statuses();
         transaction!(self, Mode::Statement, |conn| async {
             let rows: Vec<(String, String, Value)> = sessions::table
                 .filter(sessions::domain_name.eq_any(domains))

@@ -169,6 +169,7 @@ fn from_json<T: DeserializeOwned>(what: &str, s: String) -> Tx<T> {
 }
 
 record_rows!(backend: diesel::sqlite::Sqlite, uuid: String, time: String, json: String);
+record_queries!(backend: diesel::sqlite::Sqlite, conn: SqliteConnection, uuid: String, async: [], await: [], seq: rowid);
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use super::*;
 use crate::slots::ResourceSlots;
 use crate::status::{KernelStatus, SessionStatus};
 use crate::store::changes;
-use crate::store::rows::{final_session_statuses, kernel_statuses, sort_kernels, taken};
+use crate::store::rows::{capped, final_session_statuses, kernel_statuses, sort_kernels, taken};
 use crate::store::{Allocated, Allocation, KernelChange, KernelTransition, SessionChange, SessionFilter, SessionStore};
 use async_trait::async_trait;
 use chrono::SubsecRound;
@@ -45,46 +45,6 @@ fn save_kernel(conn: &mut SqliteConnection, kernel: &KernelRecord) -> Tx<()> {
 fn save_agent_occupied(conn: &mut SqliteConnection, id: &AgentId, occupied: &ResourceSlots) -> Tx<()> {
     diesel::update(agents::table.find(id.as_str())).set(agents::occupied_slots.eq(to_json(occupied)?)).execute(conn)?;
     Ok(())
-}
-
-/// Gives a kernel's occupied slots back to its agent (once: the kernel holds nothing afterwards).
-fn release(conn: &mut SqliteConnection, kernel: &mut KernelRecord) -> Tx<()> {
-    let held = std::mem::take(&mut kernel.occupied_slots);
-    if held.is_zero() {
-        return Ok(());
-    }
-    let Some(agent_id) = &kernel.agent_id else {
-        tracing::warn!(kernel = %kernel.id, "a kernel without an agent held slots");
-        return Ok(());
-    };
-    match load_agent(conn, agent_id)? {
-        Some(agent) => save_agent_occupied(conn, agent_id, &changes::without(&agent.occupied_slots, &held)),
-        None => {
-            tracing::warn!(kernel = %kernel.id, agent = %agent_id, "the kernel's agent is unknown");
-            Ok(())
-        }
-    }
-}
-
-/// Moves a kernel to `status` at `now`: history, end time for final statuses, slots back for dead ones.
-fn enter(conn: &mut SqliteConnection, kernel: &mut KernelRecord, status: KernelStatus, now: DateTime<Utc>) -> Tx<()> {
-    kernel.status = status;
-    kernel.status_history.push(status, now);
-    if status.is_final() {
-        kernel.terminated_at = Some(now);
-    }
-    if status.is_dead() {
-        release(conn, kernel)?;
-    }
-    Ok(())
-}
-
-fn enter_session(session: &mut SessionRecord, status: SessionStatus, now: DateTime<Utc>) {
-    session.status = status;
-    session.status_history.push(status, now);
-    if status.is_final() {
-        session.terminated_at = Some(now);
-    }
 }
 
 /// Allocates a batch in one transaction, one session after the other: each is checked and applied in memory
@@ -169,45 +129,30 @@ fn update_session_in(
     now: DateTime<Utc>,
 ) -> Tx<Option<(SessionStatus, SessionStatus)>> {
     let mut session = load_session(conn, id)?.ok_or_else(|| Error::SessionNotFound { name: id.to_string() })?;
-    let from = session.status;
-    if change.status != from {
-        from.transition(change.status)?;
-    }
-    let kernel_status = KernelStatus::from(change.status);
-    for mut kernel in load_kernels(conn, id)? {
-        if kernel.status.is_dead() || kernel.status == kernel_status || !kernel.status.can_transition_to(kernel_status)
-        {
-            continue;
+    let mut kernels = load_kernels(conn, id)?;
+    let mut agents = HashMap::new();
+    if KernelStatus::from(change.status).is_dead() {
+        for agent_id in changes::holders(&kernels) {
+            if let Some(agent) = load_agent(conn, &agent_id)? {
+                agents.insert(agent_id, agent);
+            }
         }
-        enter(conn, &mut kernel, kernel_status, now)?;
-        if change.status_info.is_some() {
-            kernel.status_info = change.status_info.clone();
-        }
-        save_kernel(conn, &kernel)?;
     }
-    if change.status != from {
-        enter_session(&mut session, change.status, now);
+    let (moved, changed) = changes::change_session(&mut session, &mut kernels, &mut agents, change, now)?;
+    for agent in agents.values() {
+        save_agent_occupied(conn, &agent.id, &agent.occupied_slots)?;
     }
-    if change.status_info.is_some() {
-        session.status_info = change.status_info;
-    }
-    if let Some(result) = change.result {
-        session.result = result;
+    for i in changed {
+        save_kernel(conn, &kernels[i])?;
     }
     save_session(conn, &session)?;
-    Ok((change.status != from).then_some((from, change.status)))
+    Ok(moved)
 }
 
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn insert_session(&self, session: &SessionRecord, kernels: &[KernelRecord]) -> Result<()> {
-        if let Some(k) = kernels.iter().find(|k| k.session_id != session.id) {
-            return Err(Error::InvalidParams {
-                msg: format!("kernel {} belongs to session {}, not {}", k.id, k.session_id, session.id),
-            });
-        }
-        let row = SessionRow::from_model(session).map_err(store_error)?;
-        let kernel_rows = kernels.iter().map(KernelRow::from_model).collect::<Tx<Vec<_>>>().map_err(store_error)?;
+        let (row, kernel_rows) = new_session_rows(session, kernels)?;
         self.write(move |conn| {
             let live: i64 = sessions::table
                 .filter(sessions::access_key.eq(&row.access_key))
@@ -259,52 +204,18 @@ impl SessionStore for SqliteStore {
     }
 
     async fn find_session(&self, owner: &AccessKey, name_or_id: &str) -> Result<Option<SessionRecord>> {
-        let owner = owner.0.clone();
-        let key = name_or_id.to_owned();
-        self.read(move |conn| {
-            if let Ok(id) = Uuid::parse_str(&key) {
-                let by_id = sessions::table
-                    .find(id.to_string())
-                    .filter(sessions::access_key.eq(&owner))
-                    .select(SessionRow::as_select())
-                    .first(conn)
-                    .optional()?;
-                if let Some(row) = by_id {
-                    return row.into_model().map(Some);
-                }
-            }
-            let named = || {
-                sessions::table
-                    .filter(sessions::access_key.eq(owner.clone()))
-                    .filter(sessions::name.eq(key.clone()))
-                    .order((sessions::created_at.desc(), sessions::rowid.desc()))
-                    .select(SessionRow::as_select())
-                    .into_boxed()
-            };
-            let row = match named().filter(sessions::status.ne_all(final_session_statuses())).first(conn).optional()? {
-                Some(live) => Some(live),
-                None => named().first(conn).optional()?,
-            };
-            row.map(SessionRow::into_model).transpose()
-        })
-        .await
+        let (owner, key) = (owner.0.clone(), name_or_id.to_owned());
+        self.read(move |conn| find_session_in(conn, &owner, &key)).await
     }
 
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>> {
         let filter = filter.clone();
         self.with_conn(move |conn| {
-            let mut query = sessions::table.select(SessionRow::as_select()).into_boxed();
-            if let Some(owner) = filter.access_key {
-                query = query.filter(sessions::access_key.eq(owner.0));
-            }
-            if let Some(statuses) = filter.statuses {
-                query = query.filter(sessions::status.eq_any(statuses.into_iter().map(SessionStatus::as_str)));
-            }
-            query = query.order((sessions::created_at.desc(), sessions::rowid.desc()));
+            let mut query = sessions_matching(&filter).order((sessions::created_at.desc(), sessions::rowid.desc()));
             if let Some(limit) = filter.limit {
                 query = query.limit(i64::try_from(limit).unwrap_or(i64::MAX));
             }
-            query.load(conn)?.into_iter().map(SessionRow::into_model).collect()
+            query.select(SessionRow::as_select()).load(conn)?.into_iter().map(SessionRow::into_model).collect()
         })
         .await
     }
@@ -312,49 +223,14 @@ impl SessionStore for SqliteStore {
     async fn count_sessions(&self, filter: &SessionFilter) -> Result<usize> {
         let filter = filter.clone();
         self.with_conn(move |conn| {
-            let mut query = sessions::table.into_boxed();
-            if let Some(owner) = filter.access_key {
-                query = query.filter(sessions::access_key.eq(owner.0));
-            }
-            if let Some(statuses) = filter.statuses {
-                query = query.filter(sessions::status.eq_any(statuses.into_iter().map(SessionStatus::as_str)));
-            }
-            let n: i64 = query.count().get_result(conn)?;
-            let n = usize::try_from(n).unwrap_or(usize::MAX);
-            Ok(filter.limit.map_or(n, |limit| n.min(limit)))
+            let n: i64 = sessions_matching(&filter).count().get_result(conn)?;
+            Ok(capped(n, filter.limit))
         })
         .await
     }
 
     async fn pending_sessions(&self) -> Result<Vec<(SessionRecord, Vec<KernelRecord>)>> {
-        self.read(|conn| {
-            let pending = SessionStatus::Pending.as_str();
-            let sessions = sessions::table
-                .filter(sessions::status.eq(pending))
-                .order((sessions::created_at.asc(), sessions::rowid.asc()))
-                .select(SessionRow::as_select())
-                .load(conn)?;
-            let kernel_rows = kernels::table
-                .inner_join(sessions::table)
-                .filter(sessions::status.eq(pending))
-                .select(KernelRow::as_select())
-                .load(conn)?;
-            let mut by_session: HashMap<SessionId, Vec<KernelRecord>> = HashMap::new();
-            for row in kernel_rows {
-                let k = row.into_model()?;
-                by_session.entry(k.session_id).or_default().push(k);
-            }
-            sessions
-                .into_iter()
-                .map(|row| {
-                    let session = row.into_model()?;
-                    let mut kernels = by_session.remove(&session.id).unwrap_or_default();
-                    sort_kernels(&mut kernels);
-                    Ok((session, kernels))
-                })
-                .collect()
-        })
-        .await
+        self.read(pending_sessions_in).await
     }
 
     async fn kernels(&self, session: SessionId) -> Result<Vec<KernelRecord>> {
