@@ -192,6 +192,9 @@ pub(crate) fn enter_session(session: &mut SessionRecord, status: SessionStatus, 
     }
 }
 
+/// A session's status change, if any: `(from, to)`.
+pub(crate) type SessionMove = Option<(SessionStatus, SessionStatus)>;
+
 /// Applies `change` to `session` and all its `kernels` as [`super::SessionStore::update_session`] describes: each
 /// kernel that is not dead and may make the move follows, and one entering a dead status gives its occupied slots
 /// back to its agent in `agents` (the stores load the agents of [`holders`]). Answers the session's move, if any, and
@@ -202,7 +205,7 @@ pub(crate) fn change_session(
     agents: &mut HashMap<AgentId, AgentInfo>,
     change: SessionChange,
     now: DateTime<Utc>,
-) -> Result<(Option<(SessionStatus, SessionStatus)>, Vec<usize>)> {
+) -> Result<(SessionMove, Vec<usize>)> {
     let from = session.status;
     if change.status != from {
         from.transition(change.status)?;

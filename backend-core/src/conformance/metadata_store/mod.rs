@@ -355,6 +355,23 @@ fn group(domain: &str, name: &str, created_at: DateTime<Utc>) -> Group {
     }
 }
 
+/// A resource policy under a fresh name, with every field set.
+fn policy(created_at: DateTime<Utc>) -> KeyPairResourcePolicy {
+    KeyPairResourcePolicy {
+        name: unique_name("conf-policy"),
+        total_resource_slots: slots(&[("cpu", "8"), ("mem", "16g")]),
+        max_concurrent_sessions: 5,
+        max_containers_per_session: 2,
+        max_pending_session_count: Some(3),
+        idle_timeout: 600,
+        max_session_lifetime: 86_400,
+        allowed_vfolder_hosts: vec!["local".into(), "nfs".into()],
+        max_vfolder_count: 12,
+        max_quota_scope_size: Some(5 << 40),
+        created_at,
+    }
+}
+
 /// A user of `domain` in `groups`, with a fresh e-mail and username.
 fn user(domain: &str, groups: &[&str], created_at: DateTime<Utc>) -> User {
     let id = Uuid::new_v4().simple();
