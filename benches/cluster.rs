@@ -25,7 +25,7 @@ use backend_core::live::{LiveState, LocalLiveState};
 use backend_core::model::{KeyPair, Role};
 use backend_core::store::postgres::PostgresStore;
 use backend_core::store::sqlite::SqliteStore;
-use backend_core::store::{MetadataStore, SessionFilter};
+use backend_core::store::{prelude::*, SessionFilter};
 use backend_core::{ResourceSlots, SessionStatus};
 use backend_manager::{Manager, ManagerConfig};
 use std::sync::Arc;

@@ -6,12 +6,12 @@
 //! - the one error type and error-kind table: [`error`];
 //! - request signing: [`auth`];
 //! - the plug points, each a trait with an embedded implementation and a [`conformance`] suite:
-//!   [`store::MetadataStore`], [`events::EventBus`], [`live::LiveState`], [`config::ConfigStore`],
-//!   [`runtime::ContainerRuntime`], [`scheduler::Sequencer`] / [`scheduler::AgentSelector`],
-//!   [`storage::StorageBackend`].
+//!   [`store::MetadataStore`] (the sum of one trait per kind of record), [`events::EventBus`], [`live::LiveState`],
+//!   [`config::ConfigStore`], [`runtime::ContainerRuntime`], [`scheduler::Sequencer`] /
+//!   [`scheduler::AgentSelector`], [`storage::StorageBackend`].
 //!
 //! ```no_run
-//! use backend_core::store::{sqlite::SqliteStore, MetadataStore};
+//! use backend_core::store::{prelude::*, sqlite::SqliteStore};
 //! # async fn demo() -> backend_core::Result<()> {
 //! let store = SqliteStore::in_memory()?;
 //! let agents = store.list_agents().await?;

@@ -7,12 +7,13 @@
 #![cfg(feature = "postgres")]
 
 use backend_core::conformance::metadata_store::{self, assert_occupancy_invariant};
-use backend_core::conformance::postgres::ScratchDatabase;
+use backend_core::conformance::postgres::{ScratchDatabase, ScratchStore};
 use backend_core::error::ErrorKind;
 use backend_core::model::KernelRecord;
 use backend_core::status::{KernelStatus, SessionStatus};
 use backend_core::store::postgres::PostgresStore;
-use backend_core::store::{KernelChange, MetadataStore, Placement};
+use backend_core::store::prelude::*;
+use backend_core::store::{KernelChange, Placement};
 use backend_core::{AccessKey, AgentId, ResourceSlots, SessionId};
 use chrono::{Duration, Utc};
 use std::collections::HashMap;
@@ -26,18 +27,14 @@ async fn migrated_store(db: &ScratchDatabase, pool_size: usize) -> PostgresStore
     store
 }
 
-#[tokio::test]
-async fn store_passes_the_suite() {
-    let db = ScratchDatabase::create("t").await;
-    let store = migrated_store(&db, 4).await;
-    metadata_store::run(&store).await;
-}
+// The whole suite, one test per check, each on a scratch database of its own.
+backend_core::metadata_store_suite!(ScratchStore::create("t", 4));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_allocations_through_one_pool() {
     let db = ScratchDatabase::create("t").await;
     let store: Arc<dyn MetadataStore> = Arc::new(migrated_store(&db, 8).await);
-    metadata_store::concurrent_allocations(store).await;
+    metadata_store::sessions::concurrent_allocations(store).await;
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@ use backend_core::api::admin::{DomainSpec, GroupSpec, ResourcePolicySpec, Scalin
 use backend_core::auth::generate_keypair;
 use backend_core::model::{KeyPair, Role};
 use backend_core::store::fixtures::ensure_defaults;
+use backend_core::store::prelude::*;
 use backend_core::store::sqlite::SqliteStore;
-use backend_core::store::MetadataStore;
 use backend_core::ResourceSlots;
 use chrono::Utc;
 use clap::Subcommand;

@@ -326,7 +326,7 @@ async fn concurrent_creates_and_destroys_through_two_managers_keep_the_invariant
     use backend_agent::dummy::DummyAgent;
     use backend_core::conformance::metadata_store::{assert_occupancy_invariant, heartbeat};
     use backend_core::store::postgres::PostgresStore;
-    use backend_core::store::MetadataStore;
+    use backend_core::store::prelude::*;
     use backend_manager::{Manager, ManagerConfig};
     use std::sync::Arc;
 

@@ -4,6 +4,8 @@
 //! `backend`, which may create databases). An unreachable server panics with a message saying so: tests that need
 //! PostgreSQL fail, they are never skipped.
 
+use crate::store::postgres::PostgresStore;
+use crate::store::{Delegate, MetadataStore};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 /// The server `scripts/services.sh` starts.
@@ -74,6 +76,37 @@ impl Drop for ScratchDatabase {
         if !matches!(dropped, Ok(Some(()))) {
             eprintln!("could not drop scratch database {}", self.name);
         }
+    }
+}
+
+/// A migrated [`PostgresStore`] on a [`ScratchDatabase`] of its own, which lives as long as the store: a store for
+/// one test (it implements the store traits by handing every call to the [`PostgresStore`]).
+pub struct ScratchStore {
+    store: PostgresStore,
+    // Dropped after the store's pool, which the drop of the database forces closed anyway.
+    _db: ScratchDatabase,
+}
+
+impl ScratchStore {
+    /// A fresh database named `<prefix>_<random>`, migrated, with a pool of `pool_size` connections. Panics when the
+    /// server cannot be reached or the migrations fail.
+    pub async fn create(prefix: &str, pool_size: usize) -> Self {
+        let db = ScratchDatabase::create(prefix).await;
+        let store = PostgresStore::connect_and_migrate(&db.url, pool_size)
+            .await
+            .unwrap_or_else(|e| panic!("migrating scratch database {}: {e}", db.name));
+        Self { store, _db: db }
+    }
+
+    /// The store itself.
+    pub fn store(&self) -> &PostgresStore {
+        &self.store
+    }
+}
+
+impl Delegate for ScratchStore {
+    fn delegate(&self, _method: &'static str) -> crate::Result<&dyn MetadataStore> {
+        Ok(&self.store)
     }
 }
 

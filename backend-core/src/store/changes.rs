@@ -3,7 +3,7 @@
 //! Everything is checked before anything changes, so a refused change leaves the records as they were and a store
 //! can refuse one change of a batch and go on with the next.
 
-use super::{KernelChange, KernelTransition, Placement};
+use super::{KernelChange, KernelTransition, Placement, SessionChange};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, KernelId};
 use crate::model::{AgentInfo, AgentStatus, KernelRecord, SessionRecord};
@@ -164,17 +164,98 @@ pub(crate) fn change_kernel(
     let moved = match SessionStatus::derive(&statuses) {
         Some(to) if to != session.status && session.status.can_transition_to(to) => {
             let from = session.status;
-            session.status = to;
-            session.status_history.push(to, now);
-            if to.is_final() {
-                session.terminated_at = Some(now);
-            }
+            enter_session(session, to, now);
             session.status_info = kernel.status_info.clone();
             Some((from, to))
         }
         _ => None,
     };
     Ok(KernelTransition { kernel, session: moved })
+}
+
+/// The agents that kernels of `kernels` hold slots on, in id order (the order stores lock them in): those a move of
+/// the whole session to a dead status gives slots back to.
+pub(crate) fn holders(kernels: &[KernelRecord]) -> Vec<AgentId> {
+    let mut ids: Vec<AgentId> =
+        kernels.iter().filter(|k| !k.occupied_slots.is_zero()).filter_map(|k| k.agent_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Moves `session` to `status` at `now`: history, and the end time for final statuses.
+pub(crate) fn enter_session(session: &mut SessionRecord, status: SessionStatus, now: DateTime<Utc>) {
+    session.status = status;
+    session.status_history.push(status, now);
+    if status.is_final() {
+        session.terminated_at = Some(now);
+    }
+}
+
+/// A session's status change, if any: `(from, to)`.
+pub(crate) type SessionMove = Option<(SessionStatus, SessionStatus)>;
+
+/// Applies `change` to `session` and all its `kernels` as [`super::SessionStore::update_session`] describes: each
+/// kernel that is not dead and may make the move follows, and one entering a dead status gives its occupied slots
+/// back to its agent in `agents` (the stores load the agents of [`holders`]). Answers the session's move, if any, and
+/// the indexes in `kernels` of the kernels that moved. On an error nothing is changed.
+pub(crate) fn change_session(
+    session: &mut SessionRecord,
+    kernels: &mut [KernelRecord],
+    agents: &mut HashMap<AgentId, AgentInfo>,
+    change: SessionChange,
+    now: DateTime<Utc>,
+) -> Result<(SessionMove, Vec<usize>)> {
+    let from = session.status;
+    if change.status != from {
+        from.transition(change.status)?;
+    }
+    let kernel_status = KernelStatus::from(change.status);
+    let mut moved = Vec::new();
+    for (i, kernel) in kernels.iter_mut().enumerate() {
+        if kernel.status.is_dead() || kernel.status == kernel_status || !kernel.status.can_transition_to(kernel_status)
+        {
+            continue;
+        }
+        kernel.status = kernel_status;
+        kernel.status_history.push(kernel_status, now);
+        if kernel_status.is_final() {
+            kernel.terminated_at = Some(now);
+        }
+        if kernel_status.is_dead() {
+            release(kernel, agents);
+        }
+        if change.status_info.is_some() {
+            kernel.status_info = change.status_info.clone();
+        }
+        moved.push(i);
+    }
+    if change.status != from {
+        enter_session(session, change.status, now);
+    }
+    if change.status_info.is_some() {
+        session.status_info = change.status_info;
+    }
+    if let Some(result) = change.result {
+        session.result = result;
+    }
+    Ok(((change.status != from).then_some((from, change.status)), moved))
+}
+
+/// Gives a kernel's occupied slots back to its agent in `agents` (once: the kernel holds nothing afterwards).
+fn release(kernel: &mut KernelRecord, agents: &mut HashMap<AgentId, AgentInfo>) {
+    let held = std::mem::take(&mut kernel.occupied_slots);
+    if held.is_zero() {
+        return;
+    }
+    let Some(agent_id) = &kernel.agent_id else {
+        tracing::warn!(kernel = %kernel.id, "a kernel without an agent held slots");
+        return;
+    };
+    match agents.get_mut(agent_id) {
+        Some(agent) => agent.occupied_slots = without(&agent.occupied_slots, &held),
+        None => tracing::warn!(kernel = %kernel.id, agent = %agent_id, "the kernel's agent is unknown"),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! keypair resource policy `default`. Each is created only when missing, so calling [`ensure_defaults`] again
 //! changes nothing.
 
-use super::MetadataStore;
+use super::prelude::*;
 use crate::error::Result;
 use crate::model::{Domain, Group, KeyPairResourcePolicy, Role, ScalingGroup, User};
 use crate::slots::ResourceSlots;

@@ -1,149 +1,12 @@
-//! Virtual folders of the PostgreSQL store: folder records, shares and invitations, on the tables of the deployment
-//! migration. Each function runs inside the caller's transaction. Owners are kept by `users.uuid` or `groups.id`
-//! and resolved to e-mails and group names on the way out; the partial unique indexes on names and on pending
-//! invitations make the checks below hold under concurrent managers (a losing writer gets `AlreadyExists`).
+//! Virtual folders of the PostgreSQL store ([`VFolderStore`]): folder records, shares and invitations, on the
+//! tables of the deployment migration. Owners are kept by `users.uuid` or `groups.id` and resolved to e-mails and
+//! group names on the way out; the partial unique indexes on names and on pending invitations make the checks below
+//! hold under concurrent managers (a losing writer gets `AlreadyExists`).
 
-use super::schema::{association_groups_users, groups, users, vfolder_invitations, vfolder_permissions, vfolders};
-use super::{parse, taken, ts, Failure, Tx};
-use crate::error::Error;
-use crate::ids::{InvitationId, VFolderId};
-use crate::store::{sort_folders, AccessSet};
-use crate::vfolder::{InvitationState, VFolder, VFolderAccess, VFolderInvitation, VFolderOwner, VFolderPermission};
-use chrono::{DateTime, Utc};
-use diesel::pg::Pg;
-use diesel::prelude::{
-    ExpressionMethods, Insertable, NullableExpressionMethods, OptionalExtension, QueryDsl, Queryable, Selectable,
-    SelectableHelper,
-};
-use diesel::upsert::excluded;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
-
-fn not_found(what: String) -> Failure {
-    Error::NotFound { what }.into()
-}
-
-fn to_i64(what: &str, n: u64) -> Tx<i64> {
-    i64::try_from(n).map_err(|_| Error::InvalidParams { msg: format!("{what} {n} is too large") }.into())
-}
-
-#[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = vfolders, check_for_backend(Pg))]
-struct FolderRow {
-    id: Uuid,
-    host: String,
-    name: String,
-    quota_scope_id: String,
-    usage_mode: String,
-    permission: String,
-    ownership_type: String,
-    user_id: Option<Uuid>,
-    group_id: Option<Uuid>,
-    creator: String,
-    max_size: Option<i64>,
-    cloneable: bool,
-    created_at: DateTime<Utc>,
-}
-
-/// A folder row with its owner's e-mail (user folders) or domain and name (group folders).
-type OwnedRow = (FolderRow, Option<String>, Option<String>, Option<String>);
-
-impl FolderRow {
-    fn into_model(self, email: Option<String>, domain: Option<String>, group: Option<String>) -> Tx<VFolder> {
-        let owner = match (self.ownership_type.as_str(), email, domain, group) {
-            ("user", Some(email), _, _) => VFolderOwner::User { email },
-            ("group", _, Some(domain), Some(name)) => VFolderOwner::Group { domain, name },
-            (kind, ..) => return Err(super::corrupt("vfolder owner", kind, "the owner is missing")),
-        };
-        Ok(VFolder {
-            id: VFolderId(self.id),
-            usage_mode: parse("usage mode", &self.usage_mode)?,
-            permission: parse("vfolder permission", &self.permission)?,
-            max_size: self
-                .max_size
-                .map(|n| u64::try_from(n).map_err(|e| super::corrupt("max size", &n.to_string(), e)))
-                .transpose()?,
-            created_at: self.created_at,
-            owner,
-            name: self.name,
-            host: self.host,
-            creator: self.creator,
-            cloneable: self.cloneable,
-        })
-    }
-}
-
-#[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = vfolder_invitations, check_for_backend(Pg))]
-struct InvitationRow {
-    id: Uuid,
-    permission: String,
-    inviter: String,
-    invitee: String,
-    state: String,
-    vfolder: Uuid,
-    created_at: DateTime<Utc>,
-    modified_at: DateTime<Utc>,
-}
-
-impl InvitationRow {
-    fn from_model(i: &VFolderInvitation) -> Self {
-        Self {
-            id: i.id.0,
-            permission: i.permission.as_str().to_owned(),
-            inviter: i.inviter.clone(),
-            invitee: i.invitee.clone(),
-            state: i.state.as_str().to_owned(),
-            vfolder: i.vfolder.0,
-            created_at: ts(i.created_at),
-            modified_at: ts(i.modified_at),
-        }
-    }
-
-    fn into_model(self) -> Tx<VFolderInvitation> {
-        Ok(VFolderInvitation {
-            id: InvitationId(self.id),
-            vfolder: VFolderId(self.vfolder),
-            permission: parse("invitation permission", &self.permission)?,
-            state: parse_state(&self.state)?,
-            created_at: self.created_at,
-            modified_at: self.modified_at,
-            inviter: self.inviter,
-            invitee: self.invitee,
-        })
-    }
-}
-
-fn parse_state(s: &str) -> Tx<InvitationState> {
-    [InvitationState::Pending, InvitationState::Accepted, InvitationState::Rejected, InvitationState::Canceled]
-        .into_iter()
-        .find(|state| state.as_str() == s)
-        .ok_or_else(|| super::corrupt("invitation state", s, "not a known state"))
-}
-
-/// Folders with their owners resolved: every folder, or those with the given ids.
-async fn load(conn: &mut AsyncPgConnection, ids: Option<Vec<Uuid>>) -> Tx<Vec<VFolder>> {
-    let mut query = vfolders::table
-        .left_join(users::table)
-        .left_join(groups::table)
-        .select((
-            FolderRow::as_select(),
-            users::email.nullable(),
-            groups::domain_name.nullable(),
-            groups::name.nullable(),
-        ))
-        .into_boxed();
-    if let Some(ids) = ids {
-        query = query.filter(vfolders::id.eq_any(ids));
-    }
-    let rows: Vec<OwnedRow> = query.load(conn).await?;
-    let mut folders = rows
-        .into_iter()
-        .map(|(row, email, domain, group)| row.into_model(email, domain, group))
-        .collect::<Tx<Vec<_>>>()?;
-    sort_folders(&mut folders);
-    Ok(folders)
-}
+use super::*;
+use crate::store::rows::{not_found, taken};
+use crate::store::VFolderStore;
+use async_trait::async_trait;
 
 /// A folder's row, locked until the transaction ends so that a concurrent rename or delete waits.
 async fn folder_row(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<FolderRow> {
@@ -157,116 +20,29 @@ async fn folder_row(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<FolderRow
         .ok_or_else(|| not_found(format!("virtual folder {id}")))
 }
 
-async fn user_uuid(conn: &mut AsyncPgConnection, email: &str) -> Tx<Option<Uuid>> {
-    Ok(users::table.filter(users::email.eq(email)).select(users::uuid).first(conn).await.optional()?)
-}
-
-/// The owner's `(user, group)` columns. `NotFound` when the user or group is unknown.
-async fn owner_columns(conn: &mut AsyncPgConnection, owner: &VFolderOwner) -> Tx<(Option<Uuid>, Option<Uuid>)> {
-    match owner {
-        VFolderOwner::User { email } => {
-            let uuid = user_uuid(conn, email).await?.ok_or_else(|| not_found(format!("user {email}")))?;
-            Ok((Some(uuid), None))
-        }
-        VFolderOwner::Group { domain, name } => {
-            let id = groups::table
-                .filter(groups::domain_name.eq(domain))
-                .filter(groups::name.eq(name))
-                .select(groups::id)
-                .first::<Uuid>(conn)
-                .await
-                .optional()?
-                .ok_or_else(|| not_found(format!("group {name} in domain {domain}")))?;
-            Ok((None, Some(id)))
-        }
-    }
-}
-
-/// How many folders other than `except` the owner of `(user, group)` has under `name`.
-async fn named_like(
-    conn: &mut AsyncPgConnection,
-    owner: (Option<Uuid>, Option<Uuid>),
-    name: &str,
-    except: Option<Uuid>,
-) -> Tx<i64> {
-    let mut query = vfolders::table.filter(vfolders::name.eq(name.to_owned())).into_boxed();
-    query = match owner {
-        (Some(user), _) => query.filter(vfolders::user_id.eq(user)),
-        (None, Some(group)) => query.filter(vfolders::group_id.eq(group)),
-        (None, None) => return Ok(0),
-    };
-    if let Some(id) = except {
-        query = query.filter(vfolders::id.ne(id));
-    }
-    Ok(query.count().get_result(conn).await?)
-}
-
-pub(super) async fn insert(conn: &mut AsyncPgConnection, f: &VFolder) -> Tx<()> {
+async fn insert(conn: &mut AsyncPgConnection, f: &VFolder) -> Tx<()> {
     let (user_id, group_id) = owner_columns(conn, &f.owner).await?;
     let already = || format!("virtual folder {:?} of {}", f.name, f.owner.quota_scope());
-    if named_like(conn, (user_id, group_id), &f.name, None).await? > 0 {
+    if named_like(conn, (&user_id, &group_id), &f.name, None).await? > 0 {
         return Err(Error::AlreadyExists { msg: already() }.into());
     }
-    let row = FolderRow {
-        id: f.id.0,
-        host: f.host.clone(),
-        name: f.name.clone(),
-        quota_scope_id: f.owner.quota_scope(),
-        usage_mode: f.usage_mode.as_str().to_owned(),
-        permission: f.permission.as_str().to_owned(),
-        ownership_type: if user_id.is_some() { "user" } else { "group" }.to_owned(),
-        user_id,
-        group_id,
-        creator: f.creator.clone(),
-        max_size: f.max_size.map(|n| to_i64("max size", n)).transpose()?,
-        cloneable: f.cloneable,
-        created_at: ts(f.created_at),
-    };
+    let row = FolderRow::from_model(f, (user_id, group_id))?;
     diesel::insert_into(vfolders::table).values(&row).execute(conn).await.map_err(taken(already))?;
     Ok(())
 }
 
-pub(super) async fn get(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<Option<VFolder>> {
-    Ok(load(conn, Some(vec![id.0])).await?.pop())
+async fn get(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<Option<VFolder>> {
+    Ok(owned_folders(conn, Some(vec![id.0])).await?.pop())
 }
 
-pub(super) async fn list(conn: &mut AsyncPgConnection) -> Tx<Vec<VFolder>> {
-    load(conn, None).await
+async fn list(conn: &mut AsyncPgConnection) -> Tx<Vec<VFolder>> {
+    owned_folders(conn, None).await
 }
 
-pub(super) async fn accessible(conn: &mut AsyncPgConnection, email: &str) -> Tx<Vec<VFolderAccess>> {
-    let Some(uuid) = user_uuid(conn, email).await? else { return Ok(vec![]) };
-    let mut access = AccessSet::default();
-    let own: Vec<Uuid> = vfolders::table.filter(vfolders::user_id.eq(uuid)).select(vfolders::id).load(conn).await?;
-    for id in own {
-        access.grant(VFolderId(id), VFolderPermission::ReadWriteDelete, true);
-    }
-    let group_ids: Vec<Uuid> = association_groups_users::table
-        .filter(association_groups_users::user_id.eq(uuid))
-        .select(association_groups_users::group_id)
-        .load(conn)
-        .await?;
-    let of_groups: Vec<(Uuid, String)> = vfolders::table
-        .filter(vfolders::group_id.eq_any(group_ids))
-        .select((vfolders::id, vfolders::permission))
-        .load(conn)
-        .await?;
-    let shared: Vec<(Uuid, String)> = vfolder_permissions::table
-        .filter(vfolder_permissions::user_id.eq(uuid))
-        .select((vfolder_permissions::vfolder, vfolder_permissions::permission))
-        .load(conn)
-        .await?;
-    for (id, permission) in of_groups.into_iter().chain(shared) {
-        access.grant(VFolderId(id), parse("vfolder permission", &permission)?, false);
-    }
-    let folders = load(conn, Some(access.ids().iter().map(|id| id.0).collect())).await?;
-    Ok(access.resolve(folders))
-}
-
-pub(super) async fn rename(conn: &mut AsyncPgConnection, id: VFolderId, name: &str) -> Tx<()> {
+async fn rename(conn: &mut AsyncPgConnection, id: VFolderId, name: &str) -> Tx<()> {
     let row = folder_row(conn, id).await?;
     let already = || format!("virtual folder {name:?} of {}", row.quota_scope_id);
-    if named_like(conn, (row.user_id, row.group_id), name, Some(row.id)).await? > 0 {
+    if named_like(conn, (&row.user_id, &row.group_id), name, Some(&row.id)).await? > 0 {
         return Err(Error::AlreadyExists { msg: already() }.into());
     }
     diesel::update(vfolders::table.find(row.id))
@@ -277,7 +53,7 @@ pub(super) async fn rename(conn: &mut AsyncPgConnection, id: VFolderId, name: &s
     Ok(())
 }
 
-pub(super) async fn update_options(
+async fn update_options(
     conn: &mut AsyncPgConnection,
     id: VFolderId,
     permission: VFolderPermission,
@@ -293,7 +69,7 @@ pub(super) async fn update_options(
     Ok(())
 }
 
-pub(super) async fn delete(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<()> {
+async fn delete(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<()> {
     // Shares and invitations go with the folder through `ON DELETE CASCADE`.
     if diesel::delete(vfolders::table.find(id.0)).execute(conn).await? == 0 {
         return Err(not_found(format!("virtual folder {id}")));
@@ -301,7 +77,7 @@ pub(super) async fn delete(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<()
     Ok(())
 }
 
-pub(super) async fn set_share(
+async fn set_share(
     conn: &mut AsyncPgConnection,
     id: VFolderId,
     email: &str,
@@ -334,54 +110,17 @@ pub(super) async fn set_share(
     Ok(())
 }
 
-pub(super) async fn shares(conn: &mut AsyncPgConnection, id: VFolderId) -> Tx<Vec<(String, VFolderPermission)>> {
-    let rows: Vec<(String, String)> = vfolder_permissions::table
-        .inner_join(users::table)
-        .filter(vfolder_permissions::vfolder.eq(id.0))
-        .order(users::email.asc())
-        .select((users::email, vfolder_permissions::permission))
-        .load(conn)
-        .await?;
-    rows.into_iter().map(|(email, p)| Ok((email, parse("vfolder permission", &p)?))).collect()
-}
-
-pub(super) async fn insert_invitation(conn: &mut AsyncPgConnection, i: &VFolderInvitation) -> Tx<()> {
+async fn insert_invitation(conn: &mut AsyncPgConnection, i: &VFolderInvitation) -> Tx<()> {
     folder_row(conn, i.vfolder).await?;
-    let row = InvitationRow::from_model(i);
-    let already = || format!("a pending invitation of {} to virtual folder {}", i.invitee, i.vfolder);
-    let pending: i64 = vfolder_invitations::table
-        .filter(vfolder_invitations::vfolder.eq(row.vfolder))
-        .filter(vfolder_invitations::invitee.eq(&row.invitee))
-        .filter(vfolder_invitations::state.eq(InvitationState::Pending.as_str()))
-        .count()
-        .get_result(conn)
-        .await?;
-    if pending > 0 && i.state == InvitationState::Pending {
-        return Err(Error::AlreadyExists { msg: already() }.into());
-    }
-    diesel::insert_into(vfolder_invitations::table).values(&row).execute(conn).await.map_err(taken(already))?;
-    Ok(())
+    insert_invitation_in(conn, i).await
 }
 
-pub(super) async fn invitation(conn: &mut AsyncPgConnection, id: InvitationId) -> Tx<Option<VFolderInvitation>> {
+async fn invitation(conn: &mut AsyncPgConnection, id: InvitationId) -> Tx<Option<VFolderInvitation>> {
     let row = vfolder_invitations::table.find(id.0).select(InvitationRow::as_select()).first(conn).await.optional()?;
     row.map(InvitationRow::into_model).transpose()
 }
 
-pub(super) async fn pending_invitations(conn: &mut AsyncPgConnection, invitee: &str) -> Tx<Vec<VFolderInvitation>> {
-    vfolder_invitations::table
-        .filter(vfolder_invitations::invitee.eq(invitee))
-        .filter(vfolder_invitations::state.eq(InvitationState::Pending.as_str()))
-        .order((vfolder_invitations::created_at.asc(), vfolder_invitations::seq.asc()))
-        .select(InvitationRow::as_select())
-        .load(conn)
-        .await?
-        .into_iter()
-        .map(InvitationRow::into_model)
-        .collect()
-}
-
-pub(super) async fn answer_invitation(
+async fn answer_invitation(
     conn: &mut AsyncPgConnection,
     id: InvitationId,
     state: InvitationState,
@@ -416,4 +155,69 @@ pub(super) async fn answer_invitation(
         .execute(conn)
         .await?;
     Ok(invitation)
+}
+
+#[async_trait]
+impl VFolderStore for PostgresStore {
+    async fn insert_vfolder(&self, folder: &VFolder) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| insert(conn, folder))
+    }
+
+    async fn vfolder(&self, id: VFolderId) -> Result<Option<VFolder>> {
+        transaction!(self, Mode::Read, |conn| get(conn, id))
+    }
+
+    async fn list_vfolders(&self) -> Result<Vec<VFolder>> {
+        transaction!(self, Mode::Read, |conn| list(conn))
+    }
+
+    async fn accessible_vfolders(&self, email: &str) -> Result<Vec<VFolderAccess>> {
+        transaction!(self, Mode::Read, |conn| accessible_folders(conn, email))
+    }
+
+    async fn rename_vfolder(&self, id: VFolderId, name: &str) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| rename(conn, id, name))
+    }
+
+    async fn update_vfolder_options(
+        &self,
+        id: VFolderId,
+        permission: VFolderPermission,
+        cloneable: bool,
+    ) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| update_options(conn, id, permission, cloneable))
+    }
+
+    async fn delete_vfolder(&self, id: VFolderId) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| delete(conn, id))
+    }
+
+    async fn set_vfolder_share(&self, id: VFolderId, email: &str, permission: Option<VFolderPermission>) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| set_share(conn, id, email, permission))
+    }
+
+    async fn vfolder_shares(&self, id: VFolderId) -> Result<Vec<(String, VFolderPermission)>> {
+        transaction!(self, Mode::Read, |conn| folder_shares(conn, id))
+    }
+
+    async fn insert_vfolder_invitation(&self, invitation: &VFolderInvitation) -> Result<()> {
+        transaction!(self, Mode::Write, |conn| insert_invitation(conn, invitation))
+    }
+
+    async fn vfolder_invitation(&self, id: InvitationId) -> Result<Option<VFolderInvitation>> {
+        transaction!(self, Mode::Read, |conn| invitation(conn, id))
+    }
+
+    async fn pending_vfolder_invitations(&self, invitee: &str) -> Result<Vec<VFolderInvitation>> {
+        transaction!(self, Mode::Read, |conn| pending_invitations_of(conn, invitee))
+    }
+
+    async fn answer_vfolder_invitation(
+        &self,
+        id: InvitationId,
+        state: InvitationState,
+        now: DateTime<Utc>,
+    ) -> Result<VFolderInvitation> {
+        transaction!(self, Mode::Write, |conn| answer_invitation(conn, id, state, now))
+    }
 }
