@@ -358,13 +358,8 @@ impl Manager {
                 })
                 .collect();
             let group_agents = agents.iter().filter(|a| a.scaling_group == group).cloned().collect();
-            let input = PlanInput {
-                pending,
-                agents: group_agents,
-                owners: owners.clone(),
-                scopes: scopes.clone(),
-                now,
-            };
+            let input =
+                PlanInput { pending, agents: group_agents, owners: owners.clone(), scopes: scopes.clone(), now };
             let outcome = plan(sequencer, selector, input, &options);
             // The plan's placements fit together; they are allocated in one store call (each session is checked
             // again there, under the agents' row locks) and started together.
