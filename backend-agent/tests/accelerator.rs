@@ -6,6 +6,7 @@ use backend_agent::accelerator::AcceleratorSetting;
 use backend_agent::runtime::process::{ProcessRuntime, ProcessRuntimeConfig, RunnerCommand};
 use backend_agent::{Agent, AgentConfig};
 use backend_core::api::{ConsoleItem, ExecuteMode, ExecuteRequest, RunStatus};
+use backend_core::conformance::wait::wait_until;
 use backend_core::events::LocalEventBus;
 use backend_core::live::LocalLiveState;
 use backend_core::runtime::KernelSpec;
@@ -110,12 +111,10 @@ async fn kernels_get_distinct_devices_and_give_them_back() {
         handle.container_id.trim_start_matches("pid:").parse().expect("the process runtime names kernels by pid"),
     );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let freed = async {
-        while agent.devices.held(second.kernel_id).is_some() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    freed.await;
+    wait_until("the dead kernel's device to be given back", async || {
+        agent.devices.held(second.kernel_id).is_none().then_some(())
+    })
+    .await;
     let fourth = spec("python", &[("cuda.shares", "0.5")]);
     agent.create_kernel(fourth.clone()).await.unwrap();
     assert_eq!(run(&agent, fourth.kernel_id, VISIBLE).await.trim(), format!("{0} {0}:0.5", device(&seen_second)));

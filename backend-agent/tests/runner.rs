@@ -1,6 +1,7 @@
 //! Integration tests of `backend-kernel-runner`: each test starts the binary on a temporary socket and work
 //! directory and speaks the framed protocol of `backend_core::runner` to it, as the agent does.
 
+use backend_core::conformance::wait::wait_until;
 use backend_core::runner::{AgentCodec, BatchOptions, RunMode, RunnerEvent, RunnerRequest, Stream};
 use futures::{SinkExt, StreamExt};
 use nix::sys::signal::{kill, Signal};
@@ -14,7 +15,7 @@ use tokio_util::codec::Framed;
 
 /// How long any single wait may take before the test fails: a hung runner must fail the test rather than hang
 /// it. This bounds waits; nothing asserts how fast anything is.
-const SAFETY: Duration = Duration::from_secs(60);
+const SAFETY: Duration = backend_core::conformance::wait::WAIT_LIMIT;
 
 /// A runner process with its own socket and work directory; stopped (SIGTERM, then SIGKILL) when dropped.
 struct Runner {
@@ -52,16 +53,7 @@ impl Runner {
 
     /// Connects (waiting for the socket to appear) and reads the `Ready` greeting.
     async fn connect(&self) -> (Agent, Option<String>) {
-        let deadline = tokio::time::Instant::now() + SAFETY;
-        let stream = loop {
-            match UnixStream::connect(&self.socket).await {
-                Ok(stream) => break stream,
-                Err(e) => {
-                    assert!(tokio::time::Instant::now() < deadline, "the runner never listened: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        };
+        let stream = wait_until("the runner to listen", async || UnixStream::connect(&self.socket).await.ok()).await;
         let mut agent = Agent { framed: Framed::new(stream, AgentCodec::default()) };
         match agent.next().await {
             RunnerEvent::Ready { active_run, .. } => (agent, active_run),
@@ -70,15 +62,8 @@ impl Runner {
     }
 
     /// Waits (bounded) for the process to exit.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = std::time::Instant::now() + SAFETY;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(std::time::Instant::now() < deadline, "the runner did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    async fn wait_exit(&mut self) -> ExitStatus {
+        wait_until("the runner to exit", async || self.child.try_wait().expect("try_wait")).await
     }
 }
 
@@ -535,21 +520,15 @@ async fn shutdown_stops_the_runner_and_removes_its_socket() {
     let run = agent.execute("r1", "import os\nprint(os.getpid())").await;
     let interpreter: i32 = run.stdout.trim().parse().expect("pid");
     agent.send(RunnerRequest::Shutdown).await;
-    assert!(runner.wait_exit().success());
+    assert!(runner.wait_exit().await.success());
     assert!(!runner.socket.exists());
     // The interpreter was killed: gone, or a zombie waiting for its new parent to reap it.
     let stat = format!("/proc/{interpreter}/stat");
-    let deadline = std::time::Instant::now() + SAFETY;
-    loop {
-        match std::fs::read_to_string(&stat) {
-            Err(_) => break,
-            Ok(s) if s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) => break,
-            Ok(_) => {
-                assert!(std::time::Instant::now() < deadline, "the interpreter outlived the runner");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
+    wait_until("the interpreter to end with the runner", async || match std::fs::read_to_string(&stat) {
+        Err(_) => Some(()),
+        Ok(s) => s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')).then_some(()),
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -566,11 +545,7 @@ async fn output_beyond_the_disconnected_buffer_is_dropped_with_a_note() {
     drop(agent);
     std::fs::write(runner.workdir().join("go"), b"").expect("create go");
     let written = runner.workdir().join("written");
-    let deadline = std::time::Instant::now() + SAFETY;
-    while !written.exists() {
-        assert!(std::time::Instant::now() < deadline, "the run never finished writing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the run to finish writing", async || written.exists().then_some(())).await;
     let (mut agent, active) = runner.connect().await;
     assert_eq!(active.as_deref(), Some("r1"));
     let run = agent.finish("r1").await;
@@ -585,7 +560,7 @@ async fn sigterm_stops_the_runner_and_removes_its_socket() {
     let mut runner = Runner::start("shell");
     let (_agent, _) = runner.connect().await;
     kill(Pid::from_raw(runner.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(runner.wait_exit().success());
+    assert!(runner.wait_exit().await.success());
     assert!(!runner.socket.exists());
 }
 
@@ -616,18 +591,11 @@ async fn die_with_parent_shuts_down_when_the_parent_exits() {
         .arg(dir.path())
         .spawn()
         .expect("start the parent");
-    let deadline = std::time::Instant::now() + SAFETY;
-    while UnixStream::connect(&socket).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the runner never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the runner to listen", async || UnixStream::connect(&socket).await.ok()).await;
     parent.kill().expect("kill the parent");
     parent.wait().expect("reap the parent");
     // Its shutdown removes the socket.
-    while socket.exists() {
-        assert!(std::time::Instant::now() < deadline, "the runner outlived its parent");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the runner to shut down with its parent", async || (!socket.exists()).then_some(())).await;
 }
 
 /// A request with a time limit (`timeout_ms`).

@@ -17,6 +17,7 @@ async fn process_runtime_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernels_get_cgroup_limits_where_allowed() {
     use backend_agent::runtime::cgroup::Cgroups;
+    use backend_core::conformance::wait::wait_until;
     use backend_core::runner::{AgentCodec, BatchOptions, RunMode, RunnerEvent, RunnerRequest, Stream};
     use backend_core::runtime::{ContainerRuntime, KernelSpec, RunnerEndpoint};
     use futures::{SinkExt, StreamExt};
@@ -57,12 +58,8 @@ async fn kernels_get_cgroup_limits_where_allowed() {
 
     // The interpreter (started by the runner after it joined) is in the kernel's group.
     let RunnerEndpoint::Unix(path) = &handle.endpoint;
-    let mut conn = loop {
-        if let Ok(s) = tokio::net::UnixStream::connect(path).await {
-            break tokio_util::codec::Framed::new(s, AgentCodec::default());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    };
+    let stream = wait_until("the runner to listen", async || tokio::net::UnixStream::connect(path).await.ok()).await;
+    let mut conn = tokio_util::codec::Framed::new(stream, AgentCodec::default());
     let run_id = "r1".to_owned();
     let code = "print(open('/proc/self/cgroup').read())".to_owned();
     conn.send(RunnerRequest::Execute {

@@ -4,6 +4,7 @@
 //! The stack's agent starts kernels with `backend-kernel-runner`, which is another package's binary: cargo builds it
 //! for `cargo test --workspace`, but not for `cargo test -p backend-client`, so the tests say so when it is missing.
 
+use backend_core::conformance::wait::poll_until;
 use backend_core::model::KeyPair;
 use backend_core::store::SessionFilter;
 use backend_core::SessionStatus;
@@ -140,16 +141,17 @@ async fn sessions_of(stack: &Standalone, kp: &KeyPair) -> Vec<backend_core::mode
 
 /// Waits (with a generous safety limit) until every session of `kp` is TERMINATED, and returns how many there are.
 async fn all_terminated(stack: &Standalone, kp: &KeyPair) -> usize {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let mut states: Vec<String> = Vec::new();
+    let ended = poll_until(async || {
         let sessions = sessions_of(stack, kp).await;
         if sessions.iter().all(|s| s.status == SessionStatus::Terminated) {
-            return sessions.len();
+            return Some(sessions.len());
         }
-        let states: Vec<String> = sessions.iter().map(|s| format!("{} {}", s.name, s.status)).collect();
-        assert!(tokio::time::Instant::now() < deadline, "sessions not terminated: {states:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        states = sessions.iter().map(|s| format!("{} {}", s.name, s.status)).collect();
+        None
+    })
+    .await;
+    ended.unwrap_or_else(|| panic!("sessions not terminated: {states:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 
 use backend_core::config::etcd::EtcdConfigStore;
 use backend_core::config::{ConfigChange, ConfigStore};
+use backend_core::conformance::wait::wait_until;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -67,17 +68,20 @@ async fn a_holder_that_stops_renewing_loses_the_lease_within_ttl_plus_two_second
     let ttl = Duration::from_secs(3);
     assert!(a.try_lease("scheduler", "m1", ttl).await.unwrap());
     let since = Instant::now();
-    // m1 renews a few times, then stops (as if it died).
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    // m1 renews at every look for a good while past one ttl (etcd's clock runs, so real time must pass), then stops
+    // (as if it died).
+    wait_until("m1 to keep its lease past one ttl by renewing it", async || {
         assert!(a.try_lease("scheduler", "m1", ttl).await.unwrap());
         assert!(!b.try_lease("scheduler", "m2", ttl).await.unwrap(), "held while renewed");
-    }
+        (since.elapsed() > ttl + Duration::from_secs(1)).then_some(())
+    })
+    .await;
     let stopped = Instant::now();
-    while !b.try_lease("scheduler", "m2", ttl).await.unwrap() {
-        assert!(stopped.elapsed() < ttl + Duration::from_secs(2), "m2 did not get the lease in time");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("m2 to get the lease m1 stopped renewing", async || {
+        b.try_lease("scheduler", "m2", ttl).await.unwrap().then_some(())
+    })
+    .await;
+    assert!(stopped.elapsed() < ttl + Duration::from_secs(2), "m2 did not get the lease in time");
     assert!(stopped.elapsed() >= ttl - Duration::from_millis(500), "taken too early: {:?}", stopped.elapsed());
     assert!(since.elapsed() > ttl, "renewals kept the lease past its first ttl");
     assert!(!a.try_lease("scheduler", "m1", ttl).await.unwrap(), "now m2 holds it");
@@ -90,10 +94,11 @@ async fn the_lease_key_vanishes_when_its_holder_dies() {
     assert!(s.get("leases/scheduler").await.unwrap().is_some_and(|v| v.contains("m1")));
     // etcd's minimum TTL (2 s), plus its expiry sweep, plus slack.
     let since = Instant::now();
-    while s.get("leases/scheduler").await.unwrap().is_some() {
-        assert!(since.elapsed() < Duration::from_secs(6), "the etcd lease did not expire the key");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until("the etcd lease to expire the key", async || {
+        s.get("leases/scheduler").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(since.elapsed() < Duration::from_secs(6), "the etcd lease did not expire the key in time");
 }
 
 #[tokio::test]
@@ -132,6 +137,13 @@ async fn watch_sees_puts_and_deletes_under_its_prefix_only() {
             ConfigChange { key: "nodes/manager/m1".into(), value: None },
         ]
     );
-    let extra = tokio::time::timeout(Duration::from_millis(300), changes.next()).await;
-    assert!(extra.is_err(), "nothing else under the prefix: {extra:?}");
+    // Changes arrive in revision order: when a last put under the prefix is the next change seen, nothing else
+    // (the keys outside the prefix, the other namespace's) was delivered before it.
+    s.put("nodes/last", "end").await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), changes.next()).await.expect("change in time");
+    assert_eq!(
+        next,
+        Some(ConfigChange { key: "nodes/last".into(), value: Some("end".into()) }),
+        "nothing else under the prefix"
+    );
 }

@@ -5,6 +5,7 @@
 //! free port, so it never disturbs the shared server.
 #![cfg(feature = "redis")]
 
+use backend_core::conformance::wait::wait_until;
 use backend_core::events::redis::RedisEventBus;
 use backend_core::events::{Event, EventBus, EventStream};
 use backend_core::ids::{AgentId, KernelId, SessionId};
@@ -129,15 +130,11 @@ impl OwnRedis {
             .expect("redis-server must be installed (scripts/services.sh installs it)");
         self.child = Some(child);
         let client = redis::Client::open(self.url()).unwrap();
-        for _ in 0..100 {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                if redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the test's own redis-server on port {} did not start", self.port);
+        wait_until(format!("the test's own redis-server on port {} to answer", self.port), async || {
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await.ok().map(drop)
+        })
+        .await;
     }
 
     /// Kills the server (this child only) and waits until it is gone.
@@ -182,15 +179,7 @@ async fn subscriptions_survive_a_redis_restart() {
 
     server.restart().await;
     // Anycast events wait in the new stream until the consumer has recreated its group.
-    let mut published = None;
-    for _ in 0..50 {
-        if bus.publish(exited(3)).await.is_ok() {
-            published = Some(());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    published.expect("publish works again after the restart");
+    wait_until("publish to work again after the restart", async || bus.publish(exited(3)).await.ok()).await;
     let ev = next_within(&mut anycasts, Duration::from_secs(15)).await.expect("anycast after the restart");
     assert!(matches!(ev, Event::KernelExited { exit_code: Some(3), .. }), "{ev:?}");
 

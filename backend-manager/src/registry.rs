@@ -7,7 +7,7 @@ use backend_core::ids::{AgentId, KernelId};
 use backend_core::model::{AgentHeartbeat, AgentStatus};
 use backend_core::status::KernelStatus;
 use backend_core::store::KernelChange;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -100,10 +100,10 @@ impl Manager {
         }
     }
 
-    /// Marks agents LOST when their last heartbeat is older than the timeout, and ends their kernels with
-    /// `agent-lost`.
-    pub async fn check_liveness(&self) -> backend_core::Result<usize> {
-        let now = Utc::now();
+    /// Marks agents LOST when their last heartbeat is older than the timeout as of `now`, and ends their kernels
+    /// with `agent-lost`. Answers how many it marked, once their kernels have ended (nothing is left running in the
+    /// background). Steppable: tests pass `now` past the timeout instead of waiting for it.
+    pub async fn check_liveness(&self, now: DateTime<Utc>) -> backend_core::Result<usize> {
         let timeout =
             chrono::Duration::from_std(self.config.heartbeat_timeout).unwrap_or(chrono::Duration::seconds(30));
         let mut lost = 0;
@@ -135,7 +135,7 @@ pub async fn watch_liveness(m: Arc<Manager>) {
     let mut tick = tokio::time::interval(m.config.heartbeat_timeout / 3);
     loop {
         tick.tick().await;
-        if let Err(e) = m.check_liveness().await {
+        if let Err(e) = m.check_liveness(Utc::now()).await {
             tracing::warn!(error = %e, "liveness check failed");
         }
     }

@@ -1,6 +1,7 @@
 //! The scheduler loop: woken by events (a session enqueued or ended, an agent joined) and by a periodic tick; one
-//! manager at a time holds the `scheduler` lease and runs it. [`Manager::schedule_once`] is one pass, callable from
-//! tests without the loop.
+//! manager at a time holds the `scheduler` lease and runs it. [`Manager::schedule_once`] is one pass at a time the
+//! caller names, callable from tests without the loop: its [`PassReport`] carries the session starts it spawned
+//! ([`Started`]), so a test awaits them instead of sleeping.
 //!
 //! A pass reads the pending sessions, the agents, and what every owner already holds; refuses (CANCELLED) the
 //! sessions no known agent could ever run; then, per scaling group, runs the planner with the sequencer the scaling
@@ -39,7 +40,7 @@ pub const START_TIMEOUT: chrono::Duration = chrono::Duration::minutes(10);
 pub const SCHEDULER_LEASE: &str = "scheduler";
 
 /// What one pass did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct PassReport {
     /// Sessions placed.
     pub scheduled: usize,
@@ -49,6 +50,37 @@ pub struct PassReport {
     pub pending: usize,
     /// Sessions cancelled because a session they depend on failed.
     pub cancelled: usize,
+    /// The starts of the placed sessions, running in the background.
+    pub started: Started,
+}
+
+/// Session starts running in the background (one task per batch a pass placed). Dropping it detaches them: they
+/// run on regardless, as in the scheduler loop.
+#[derive(Debug, Default)]
+pub struct Started(Vec<tokio::task::JoinHandle<()>>);
+
+impl Started {
+    /// How many start tasks there are (each starts one batch of sessions).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the pass started nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Waits until every start has ended: each session is RUNNING, or ended with the reason its start failed. A
+    /// start that panicked panics here too, so a test sees it.
+    pub async fn finished(self) {
+        for task in self.0 {
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        }
+    }
 }
 
 /// What a session's own predicates (dependencies, start time) say about placing it now.
@@ -224,9 +256,11 @@ impl Manager {
         Ok(Gate::Open)
     }
 
-    /// One scheduling pass: places what fits, refuses what never could, leaves the rest pending with the reason in
-    /// its `status_info`. Placed sessions are started in the background.
-    pub async fn schedule_once(self: &Arc<Self>) -> Result<PassReport> {
+    /// One scheduling pass as of `now`: places what fits, refuses what never could, leaves the rest pending with
+    /// the reason in its `status_info`. Placed sessions are started in the background; the report's
+    /// [`PassReport::started`] has those starts. `now` decides what the pass sees (start times, how long sessions
+    /// have waited); the records it writes carry the clock's time. Steppable: tests pass their own `now`.
+    pub async fn schedule_once(self: &Arc<Self>, now: DateTime<Utc>) -> Result<PassReport> {
         let pending_rows = self.store.pending_sessions().await?;
         if pending_rows.is_empty() {
             return Ok(PassReport::default());
@@ -238,7 +272,6 @@ impl Manager {
         let mut report = PassReport::default();
         let mut info: HashMap<backend_core::SessionId, Option<String>> = HashMap::new();
         let mut groups: BTreeMap<String, Vec<PendingSession>> = BTreeMap::new();
-        let now = Utc::now();
         let mut dependencies = HashMap::new();
         for (session, kernels) in &pending_rows {
             match self.gate(session, now, &mut dependencies).await? {
@@ -319,13 +352,8 @@ impl Manager {
                 })
                 .collect();
             let group_agents = agents.iter().filter(|a| a.scaling_group == group).cloned().collect();
-            let input = PlanInput {
-                pending,
-                agents: group_agents,
-                owners: owners.clone(),
-                scopes: scopes.clone(),
-                now: Utc::now(),
-            };
+            let input =
+                PlanInput { pending, agents: group_agents, owners: owners.clone(), scopes: scopes.clone(), now };
             let outcome = plan(sequencer, selector, input, &options);
             // The plan's placements fit together; they are allocated in one store call (each session is checked
             // again there, under the agents' row locks) and started together.
@@ -366,7 +394,7 @@ impl Manager {
             }
             if !started.is_empty() {
                 let m = self.clone();
-                tokio::spawn(async move { m.start_sessions(started).await });
+                report.started.0.push(tokio::spawn(async move { m.start_sessions(started).await }));
             }
             for (session_id, why) in outcome.blocked {
                 self.note_pending(session_id, info[&session_id].as_deref(), why.to_string()).await;
@@ -381,7 +409,8 @@ impl Manager {
 impl Manager {
     /// Recovers sessions whose start stalled, so that no failure between placement and start keeps slots forever:
     /// those SCHEDULED for [`STALLED_START`] are started again, those PREPARING or CREATING for [`START_TIMEOUT`] are
-    /// destroyed with `start-timeout`. Answers how many it acted on. Steppable: tests pass their own `now`.
+    /// destroyed with `start-timeout`. Answers how many it acted on, once what it started again has ended (running,
+    /// or failed for good). Steppable: tests pass their own `now`.
     pub async fn recover_stalled_starts(self: &Arc<Self>, now: DateTime<Utc>) -> Result<usize> {
         let stalled = [SessionStatus::Scheduled, SessionStatus::Preparing, SessionStatus::Creating];
         let filter = SessionFilter { statuses: Some(stalled.to_vec()), ..SessionFilter::default() };
@@ -415,7 +444,8 @@ pub async fn run(m: Arc<Manager>) {
                 continue;
             }
         }
-        match m.schedule_once().await {
+        // The starts run on in the background while the loop waits for the next pass.
+        match m.schedule_once(Utc::now()).await {
             Ok(r) if r.scheduled + r.refused > 0 => tracing::debug!(?r, woken, "scheduling pass"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "scheduling pass failed"),

@@ -2,27 +2,21 @@
 //! SQLite store and local volumes in a temporary directory: folder lifecycle, visibility, permissions, quotas, file
 //! operations, resumable uploads, ranged downloads, sharing, and the resolution of session mounts.
 
-use backend_core::auth::{authorization_header, generate_keypair, SignedParts, API_VERSION};
-use backend_core::config::LocalConfigStore;
-use backend_core::events::LocalEventBus;
-use backend_core::live::LocalLiveState;
+mod common;
+
 use backend_core::model::{KeyPair, Role};
 use backend_core::storage::LocalStorage;
 use backend_core::store::fixtures::{ensure_defaults, ensure_user};
-use backend_core::store::sqlite::SqliteStore;
 use backend_core::vfolder::VFolderPermission;
-use backend_core::AccessKey;
 use backend_manager::{Manager, ManagerConfig};
 use chrono::Utc;
+use common::{keypair, manager_with_storage, reply, signed, signed_json, sqlite, Resp, HOST};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::test::RequestBuilder;
-
-const HOST: &str = "127.0.0.1:8081";
-const PROBLEM_BASE: &str = "https://api.backend.ai/probs/";
 
 struct Harness {
     m: Arc<Manager>,
@@ -31,59 +25,6 @@ struct Harness {
     bob: KeyPair,
     admin: KeyPair,
     _dir: tempfile::TempDir,
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    body: Value,
-}
-
-impl Resp {
-    #[track_caller]
-    fn ok(&self, status: u16) -> &Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
-        &self.body
-    }
-
-    #[track_caller]
-    fn problem(&self, status: u16, slug: &str) {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
-        assert_eq!(self.body["type"], format!("{PROBLEM_BASE}{slug}"), "body: {}", self.body);
-    }
-}
-
-fn signed(method: &str, path: &str, kp: &KeyPair, body: Option<&Value>) -> RequestBuilder {
-    let date = Utc::now().to_rfc3339();
-    let content_type = if body.is_some() { "application/json" } else { "" };
-    let parts =
-        SignedParts { method, path_and_query: path, date: &date, host: HOST, content_type, api_version: API_VERSION };
-    let authorization = authorization_header(kp.access_key.as_str(), &kp.secret_key, &parts).expect("signing");
-    let mut req = warp::test::request()
-        .method(method)
-        .path(path)
-        .header("host", HOST)
-        .header("date", date.as_str())
-        .header("x-backendai-version", API_VERSION)
-        .header("authorization", authorization);
-    if let Some(body) = body {
-        req = req.header("content-type", content_type).body(body.to_string());
-    }
-    req
-}
-
-fn keypair(email: &str, role: Role, policy: &str) -> KeyPair {
-    let (ak, sk) = generate_keypair();
-    KeyPair {
-        user_id: email.into(),
-        access_key: AccessKey::from(ak),
-        secret_key: sk,
-        role,
-        is_active: true,
-        rate_limit: 0,
-        resource_policy: policy.into(),
-        created_at: Utc::now(),
-    }
 }
 
 impl Harness {
@@ -98,15 +39,7 @@ impl Harness {
             ("other".to_owned(), dir.path().join("other")),
         ])
         .expect("volumes");
-        let m = Manager::with_storage(
-            config,
-            Arc::new(SqliteStore::in_memory().expect("in-memory store")),
-            Arc::new(LocalEventBus::new()),
-            Arc::new(LocalLiveState::new()),
-            Arc::new(LocalConfigStore::new()),
-            "test-agent-token",
-            Arc::new(storage),
-        );
+        let m = manager_with_storage(config, sqlite(), Arc::new(storage));
         ensure_defaults(m.store.as_ref()).await.expect("defaults");
         let (alice, bob, admin) = (
             keypair("alice@example.com", Role::User, "default"),
@@ -139,8 +72,7 @@ impl Harness {
     }
 
     async fn send(&self, req: RequestBuilder) -> Resp {
-        let resp = self.raw(req).await;
-        Resp { status: resp.status().as_u16(), body: serde_json::from_slice(resp.body()).unwrap_or(Value::Null) }
+        reply(&self.api, req).await
     }
 
     async fn get(&self, path: &str, kp: &KeyPair) -> Resp {
@@ -148,7 +80,7 @@ impl Harness {
     }
 
     async fn call(&self, method: &str, path: &str, kp: &KeyPair, body: Value) -> Resp {
-        self.send(signed(method, path, kp, Some(&body))).await
+        self.send(signed_json(method, path, kp, &body)).await
     }
 
     async fn create(&self, kp: &KeyPair, name: &str) -> Value {
@@ -638,7 +570,7 @@ async fn transfer_urls_use_the_scheme_the_client_reached_us_by() {
     let plain = url_of(h.call("POST", "/folders/f/request-upload", &h.alice, body.clone()).await);
     assert!(plain.starts_with("http://"), "{plain}");
     let proxied =
-        signed("POST", "/folders/f/request-upload", &h.alice, Some(&body)).header("x-forwarded-proto", "https");
+        signed_json("POST", "/folders/f/request-upload", &h.alice, &body).header("x-forwarded-proto", "https");
     let proxied = url_of(h.send(proxied).await);
     assert!(proxied.starts_with("https://"), "behind a TLS proxy: {proxied}");
 

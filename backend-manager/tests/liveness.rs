@@ -1,37 +1,28 @@
 //! An agent that stops sending heartbeats becomes LOST; its kernels end in ERROR with `agent-lost` and its slots are
 //! freed, while an agent that keeps beating stays ALIVE.
 
-use backend_core::config::LocalConfigStore;
+mod common;
+
 use backend_core::conformance::metadata_store::{heartbeat, pending_session};
-use backend_core::events::LocalEventBus;
-use backend_core::live::LocalLiveState;
 use backend_core::model::AgentStatus;
 use backend_core::status::{KernelStatus, SessionStatus};
-use backend_core::store::sqlite::SqliteStore;
 use backend_core::store::{KernelChange, Placement};
 use backend_core::ResourceSlots;
-use backend_manager::{Manager, ManagerConfig};
+use backend_manager::ManagerConfig;
 use chrono::Utc;
-use std::sync::Arc;
-use std::time::Duration;
 
 #[tokio::test]
 async fn silent_agents_are_lost_and_their_kernels_end() {
-    let config = ManagerConfig { heartbeat_timeout: Duration::from_millis(50), ..ManagerConfig::default() };
-    let m = Manager::new(
-        config,
-        Arc::new(SqliteStore::in_memory().unwrap()),
-        Arc::new(LocalEventBus::new()),
-        Arc::new(LocalLiveState::new()),
-        Arc::new(LocalConfigStore::new()),
-        "token",
-    );
+    let m = common::in_memory_manager(ManagerConfig::default());
+    let timeout = chrono::Duration::from_std(m.config.heartbeat_timeout).unwrap();
     let capacity = ResourceSlots::from([("cpu", 4.into())]);
     let silent = heartbeat(capacity.clone());
     let beating = heartbeat(capacity.clone());
+    // The checks below pass their own `now`, counted from this moment.
+    let start = Utc::now();
     for hb in [&silent, &beating] {
-        m.store.upsert_agent(hb, Utc::now()).await.unwrap();
-        m.live.touch_agent(&hb.id, Utc::now()).await.unwrap();
+        m.store.upsert_agent(hb, start).await.unwrap();
+        m.live.touch_agent(&hb.id, start).await.unwrap();
     }
     let (session, kernels) =
         pending_session(&"AKIATEST".into(), "on-silent", 1, &ResourceSlots::from([("cpu", 1.into())]), Utc::now());
@@ -42,10 +33,14 @@ async fn silent_agents_are_lost_and_their_kernels_end() {
         m.change_kernel(kernels[0].id, KernelChange::status(step, None)).await.unwrap();
     }
 
+    // Within the timeout both are alive.
+    assert_eq!(m.check_liveness(start + timeout / 2).await.unwrap(), 0);
+    assert!(m.store.list_agents().await.unwrap().iter().all(|a| a.status == AgentStatus::Alive));
+
     // Past the timeout, only the beating agent has been heard from again.
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    m.live.touch_agent(&beating.id, Utc::now()).await.unwrap();
-    assert_eq!(m.check_liveness().await.unwrap(), 1);
+    let later = start + timeout + chrono::Duration::seconds(1);
+    m.live.touch_agent(&beating.id, later).await.unwrap();
+    assert_eq!(m.check_liveness(later).await.unwrap(), 1);
 
     let lost = m.store.agent(&silent.id).await.unwrap().unwrap();
     assert_eq!(lost.status, AgentStatus::Lost);
@@ -56,5 +51,5 @@ async fn silent_agents_are_lost_and_their_kernels_end() {
     assert_eq!((kernel.status, kernel.status_info.as_deref()), (KernelStatus::Error, Some("agent-lost")));
     let session = m.store.session(session.id).await.unwrap().unwrap();
     assert_eq!(session.status, SessionStatus::Error);
-    assert_eq!(m.check_liveness().await.unwrap(), 0, "a lost agent is not lost twice");
+    assert_eq!(m.check_liveness(later).await.unwrap(), 0, "a lost agent is not lost twice");
 }

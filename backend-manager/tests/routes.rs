@@ -4,26 +4,19 @@
 //! Every request is signed as PROTOCOL.md describes: `Date` (RFC 3339), `X-BackendAI-Version`, `Host`,
 //! `Content-Type: application/json` for bodies, and `Authorization: BackendAI signMethod=HMAC-SHA256, ...`.
 
-use backend_core::auth::{authorization_header, generate_keypair, SignedParts, API_VERSION};
-use backend_core::config::LocalConfigStore;
-use backend_core::events::LocalEventBus;
-use backend_core::live::LocalLiveState;
-use backend_core::model::{AgentHeartbeat, ImageInfo, KeyPair, Role};
-use backend_core::store::sqlite::SqliteStore;
+mod common;
+
+use backend_core::auth::{authorization_header, SignedParts, API_VERSION};
+use backend_core::model::{KeyPair, Role};
 use backend_core::store::SessionFilter;
-use backend_core::{AccessKey, AgentId, ResourceSlots};
 use backend_manager::{Manager, ManagerConfig};
-use chrono::{DateTime, Duration, Utc};
-use serde_json::{json, Value};
+use chrono::{Duration, Utc};
+use common::{in_memory_manager, reply, signed, signed_json, signed_with, Resp, Sign, HOST};
+use serde_json::json;
 use std::sync::Arc;
-use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::test::RequestBuilder;
 use warp::Filter;
-
-/// The host the tests address (and sign with).
-const HOST: &str = "127.0.0.1:8081";
-const PROBLEM_BASE: &str = "https://api.backend.ai/probs/";
 
 /// A manager with in-memory plug-points and its API filter.
 struct Harness<F> {
@@ -31,131 +24,11 @@ struct Harness<F> {
     api: F,
 }
 
-/// A response, with its body parsed as JSON (`Value::Null` when empty or not JSON).
-#[derive(Debug)]
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Asserts a problem+json answer with this status and problem slug.
-    #[track_caller]
-    fn assert_problem(&self, status: u16, slug: &str) {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
-        let ct = self.header("content-type").unwrap_or_default();
-        assert!(
-            ct.starts_with("application/problem+json"),
-            "content-type {ct:?} is not problem+json; body: {}",
-            self.body
-        );
-        assert_eq!(self.body["type"], format!("{PROBLEM_BASE}{slug}"), "body: {}", self.body);
-        let title = self.body["title"].as_str().unwrap_or_default();
-        assert!(!title.trim().is_empty(), "empty title; body: {}", self.body);
-    }
-
-    /// Asserts a 4xx problem+json answer (any slug under the problem base).
-    #[track_caller]
-    fn assert_client_problem(&self) {
-        assert!(self.status.is_client_error(), "status {} is not 4xx; body: {}", self.status, self.body);
-        let ct = self.header("content-type").unwrap_or_default();
-        assert!(
-            ct.starts_with("application/problem+json"),
-            "content-type {ct:?} is not problem+json; body: {}",
-            self.body
-        );
-        let kind = self.body["type"].as_str().unwrap_or_default();
-        assert!(kind.starts_with(PROBLEM_BASE) && kind.len() > PROBLEM_BASE.len(), "type {kind:?}");
-        assert!(!self.body["title"].as_str().unwrap_or_default().trim().is_empty(), "body: {}", self.body);
-    }
-
-    #[track_caller]
-    fn assert_ok(&self, status: u16) {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
-    }
-}
-
-/// How to sign a request; the defaults are what a well-behaved client sends.
-#[derive(Clone)]
-struct Sign<'a> {
-    /// `X-BackendAI-Version` (also signed).
-    version: &'a str,
-    /// The request date.
-    date: DateTime<Utc>,
-    /// The header carrying the date: `date` or `x-backendai-date`.
-    date_header: &'a str,
-    /// Sign with this secret instead of the keypair's own.
-    secret: Option<&'a str>,
-}
-
-impl Default for Sign<'_> {
-    fn default() -> Self {
-        Self { version: API_VERSION, date: Utc::now(), date_header: "date", secret: None }
-    }
-}
-
-/// A request signed by `kp` with the default signing options.
-fn signed(method: &str, path: &str, kp: &KeyPair, body: Option<&[u8]>) -> RequestBuilder {
-    signed_with(method, path, kp, body, &Sign::default())
-}
-
-/// A request signed by `kp` as `opts` says.
-fn signed_with(method: &str, path: &str, kp: &KeyPair, body: Option<&[u8]>, opts: &Sign<'_>) -> RequestBuilder {
-    let date = opts.date.to_rfc3339();
-    let content_type = if body.is_some() { "application/json" } else { "" };
-    let parts =
-        SignedParts { method, path_and_query: path, date: &date, host: HOST, content_type, api_version: opts.version };
-    let secret = opts.secret.unwrap_or(&kp.secret_key);
-    let authorization = authorization_header(kp.access_key.as_str(), secret, &parts).expect("signing");
-    let mut req = warp::test::request()
-        .method(method)
-        .path(path)
-        .header("host", HOST)
-        .header(opts.date_header, date.as_str())
-        .header("x-backendai-version", opts.version)
-        .header("authorization", authorization);
-    if let Some(body) = body {
-        req = req.header("content-type", content_type).body(body);
-    }
-    req
-}
-
-/// A signed request with a JSON body.
-fn signed_json(method: &str, path: &str, kp: &KeyPair, body: &Value) -> RequestBuilder {
-    signed(method, path, kp, Some(body.to_string().as_bytes()))
-}
-
-async fn call<F>(api: &F, req: RequestBuilder) -> Resp
-where
-    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
-{
-    // No request here may wait on a scheduler or an agent: a hang is a failure, not a stuck test run.
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), req.reply(api))
-        .await
-        .expect("the API did not answer within 10 s");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
-    Resp { status, headers, body }
-}
-
+/// A fresh keypair with its own user id and this rate limit; not stored.
 fn new_keypair(role: Role, rate_limit: u32) -> KeyPair {
-    let (ak, sk) = generate_keypair();
-    KeyPair {
-        user_id: format!("{}@example.com", ak.to_ascii_lowercase()),
-        access_key: AccessKey::from(ak),
-        secret_key: sk,
-        role,
-        is_active: true,
-        rate_limit,
-        resource_policy: "default".into(),
-        created_at: Utc::now(),
-    }
+    let kp = common::keypair("", role, "default");
+    let user_id = format!("{}@example.com", kp.access_key.as_str().to_ascii_lowercase());
+    KeyPair { user_id, rate_limit, ..kp }
 }
 
 impl<F> Harness<F>
@@ -163,7 +36,7 @@ where
     F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 {
     async fn call(&self, req: RequestBuilder) -> Resp {
-        call(&self.api, req).await
+        reply(&self.api, req).await
     }
 
     /// Inserts a fresh active keypair.
@@ -175,22 +48,7 @@ where
 
     /// Registers an ALIVE agent serving `python:3.11` with cpu=4, mem=8g (no process behind it).
     async fn agent(&self) {
-        let heartbeat = AgentHeartbeat {
-            id: AgentId::from("i-test-agent"),
-            addr: "http://127.0.0.1:1".into(),
-            scaling_group: "default".into(),
-            architecture: "x86_64".into(),
-            available_slots: ResourceSlots::from_pairs([("cpu", "4"), ("mem", "8g")]).unwrap(),
-            images: vec![ImageInfo {
-                name: "python:3.11".into(),
-                aliases: vec!["python".into()],
-                lang: "python".into(),
-                min_slots: ResourceSlots::new(),
-            }],
-            runtime: "process".into(),
-            version: "test".into(),
-        };
-        self.m.store.upsert_agent(&heartbeat, Utc::now()).await.expect("upsert agent");
+        self.m.store.upsert_agent(&common::python_agent(), Utc::now()).await.expect("upsert agent");
     }
 
     async fn session_count(&self) -> usize {
@@ -207,7 +65,7 @@ where
                 &json!({"image": "python:3.11", "name": name, "enqueueOnly": true}),
             ))
             .await;
-        r.assert_ok(201);
+        r.ok(201);
         r.body["sessionId"].as_str().expect("sessionId").to_owned()
     }
 }
@@ -215,14 +73,7 @@ where
 fn harness_with(
     config: ManagerConfig,
 ) -> Harness<impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static> {
-    let m = Manager::new(
-        config,
-        Arc::new(SqliteStore::in_memory().expect("in-memory store")),
-        Arc::new(LocalEventBus::new()),
-        Arc::new(LocalLiveState::new()),
-        Arc::new(LocalConfigStore::new()),
-        "test-agent-token",
-    );
+    let m = in_memory_manager(config);
     let api = backend_manager::api::routes(m.clone());
     Harness { m, api }
 }
@@ -239,7 +90,7 @@ fn harness() -> Harness<impl Filter<Extract = (Response,), Error = warp::Rejecti
 async fn root_answers_the_version_without_auth() {
     let h = harness();
     let r = h.call(warp::test::request().method("GET").path("/").header("host", HOST)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["version"], "v7.20230615");
     assert!(!r.body["manager"].as_str().unwrap_or_default().is_empty(), "body: {}", r.body);
 }
@@ -249,7 +100,7 @@ async fn a_signed_request_is_accepted() {
     let h = harness();
     let kp = h.keypair(Role::User, 1000).await;
     let r = h.call(signed("GET", "/session", &kp, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["sessions"], json!([]));
 }
 
@@ -266,10 +117,10 @@ async fn missing_authorization_is_401() {
                 .header("x-backendai-version", API_VERSION),
         )
         .await;
-    r.assert_problem(401, "auth-failed");
+    r.problem(401, "auth-failed");
     // Also on a path with a parameter.
     let r = h.call(warp::test::request().method("GET").path("/session/abcd").header("host", HOST)).await;
-    r.assert_problem(401, "auth-failed");
+    r.problem(401, "auth-failed");
 }
 
 #[tokio::test]
@@ -286,7 +137,7 @@ async fn malformed_authorization_is_401() {
                 .header("authorization", "Bearer something"),
         )
         .await;
-    r.assert_problem(401, "auth-failed");
+    r.problem(401, "auth-failed");
 }
 
 #[tokio::test]
@@ -295,13 +146,13 @@ async fn wrong_signature_is_401() {
     let kp = h.keypair(Role::User, 1000).await;
     let opts = Sign { secret: Some("not-the-secret-key"), ..Sign::default() };
     let r = h.call(signed_with("GET", "/session", &kp, None, &opts)).await;
-    r.assert_problem(401, "auth-failed");
+    r.problem(401, "auth-failed");
     // A signature over another path does not carry over.
     let req = signed("GET", "/session", &kp, None).path("/session?owner_access_key=x");
-    h.call(req).await.assert_problem(401, "auth-failed");
+    h.call(req).await.problem(401, "auth-failed");
     // Nor over another host.
     let req = signed("GET", "/session", &kp, None).header("host", "localhost:8081");
-    h.call(req).await.assert_problem(401, "auth-failed");
+    h.call(req).await.problem(401, "auth-failed");
 }
 
 #[tokio::test]
@@ -309,17 +160,17 @@ async fn unknown_access_key_is_401() {
     let h = harness();
     let stranger = new_keypair(Role::User, 1000); // never inserted
     let r = h.call(signed("GET", "/session", &stranger, None)).await;
-    r.assert_problem(401, "auth-failed");
+    r.problem(401, "auth-failed");
 }
 
 #[tokio::test]
 async fn revoked_keypair_is_401() {
     let h = harness();
     let kp = h.keypair(Role::User, 1000).await;
-    h.call(signed("GET", "/session", &kp, None)).await.assert_ok(200);
+    h.call(signed("GET", "/session", &kp, None)).await.ok(200);
     h.m.store.set_keypair_active(&kp.access_key, false).await.unwrap();
     let r = h.call(signed("GET", "/session", &kp, None)).await;
-    r.assert_problem(401, "auth-failed");
+    r.problem(401, "auth-failed");
 }
 
 #[tokio::test]
@@ -329,11 +180,11 @@ async fn a_date_20_minutes_off_is_401() {
     for offset in [Duration::minutes(-20), Duration::minutes(20)] {
         let opts = Sign { date: Utc::now() + offset, ..Sign::default() };
         let r = h.call(signed_with("GET", "/session", &kp, None, &opts)).await;
-        r.assert_problem(401, "auth-failed");
+        r.problem(401, "auth-failed");
     }
     // Within the 15-minute window it passes.
     let opts = Sign { date: Utc::now() - Duration::minutes(10), ..Sign::default() };
-    h.call(signed_with("GET", "/session", &kp, None, &opts)).await.assert_ok(200);
+    h.call(signed_with("GET", "/session", &kp, None, &opts)).await.ok(200);
 }
 
 #[tokio::test]
@@ -356,7 +207,7 @@ async fn missing_date_is_401() {
         .header("host", HOST)
         .header("x-backendai-version", API_VERSION)
         .header("authorization", authorization);
-    h.call(req).await.assert_problem(401, "auth-failed");
+    h.call(req).await.problem(401, "auth-failed");
 }
 
 #[tokio::test]
@@ -365,7 +216,7 @@ async fn x_backendai_date_replaces_date() {
     let kp = h.keypair(Role::User, 1000).await;
     let opts = Sign { date_header: "x-backendai-date", ..Sign::default() };
     let r = h.call(signed_with("GET", "/session", &kp, None, &opts)).await;
-    r.assert_ok(200);
+    r.ok(200);
 }
 
 #[tokio::test]
@@ -375,7 +226,7 @@ async fn unsupported_api_versions_are_400() {
     for version in ["v3.20170615", "v8.20250101", "v7.20991231", "garbage"] {
         let opts = Sign { version, ..Sign::default() };
         let r = h.call(signed_with("GET", "/session", &kp, None, &opts)).await;
-        r.assert_problem(400, "invalid-api-params");
+        r.problem(400, "invalid-api-params");
     }
 }
 
@@ -386,7 +237,7 @@ async fn older_supported_api_versions_are_accepted() {
     for version in ["v4.20181215", "v6.20220615", API_VERSION] {
         let opts = Sign { version, ..Sign::default() };
         let r = h.call(signed_with("GET", "/session", &kp, None, &opts)).await;
-        assert_eq!(r.status, StatusCode::OK, "version {version}: {}", r.body);
+        assert_eq!(r.status, 200, "version {version}: {}", r.body);
     }
 }
 
@@ -400,17 +251,17 @@ async fn rate_limit_counts_down_then_answers_429() {
     let kp = h.keypair(Role::User, 3).await;
     for expected_remaining in [2, 1, 0] {
         let r = h.call(signed("GET", "/session", &kp, None)).await;
-        r.assert_ok(200);
+        r.ok(200);
         assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
         assert_eq!(r.header("x-ratelimit-remaining"), Some(expected_remaining.to_string().as_str()));
         assert_eq!(r.header("x-ratelimit-window"), Some("900"));
     }
     let r = h.call(signed("GET", "/session", &kp, None)).await;
-    r.assert_problem(429, "too-many-requests");
+    r.problem(429, "too-many-requests");
     // Another keypair is not affected.
     let other = h.keypair(Role::User, 3).await;
     let r = h.call(signed("GET", "/session", &other, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.header("x-ratelimit-remaining"), Some("2"));
 }
 
@@ -419,7 +270,7 @@ async fn error_answers_carry_rate_limit_headers_too() {
     let h = harness();
     let kp = h.keypair(Role::User, 10).await;
     let r = h.call(signed("GET", "/session/nope-nope", &kp, None)).await;
-    r.assert_problem(404, "session-not-found");
+    r.problem(404, "session-not-found");
     assert_eq!(r.header("x-ratelimit-limit"), Some("10"));
     assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
     assert_eq!(r.header("x-ratelimit-window"), Some("900"));
@@ -435,9 +286,9 @@ async fn create_rejects_malformed_json() {
     h.agent().await;
     let kp = h.keypair(Role::User, 1000).await;
     let r = h.call(signed("POST", "/session", &kp, Some(b"{\"image\": \"python:3.11\","))).await;
-    r.assert_problem(400, "invalid-api-params");
+    r.problem(400, "invalid-api-params");
     let r = h.call(signed("POST", "/session", &kp, Some(b"not json at all"))).await;
-    r.assert_problem(400, "invalid-api-params");
+    r.problem(400, "invalid-api-params");
     assert_eq!(h.session_count().await, 0);
 }
 
@@ -454,7 +305,7 @@ async fn create_rejects_wrong_field_types() {
         json!({"image": "python:3.11", "config": {"resources": {"cpu": true}}, "enqueueOnly": true}),
     ] {
         let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-        r.assert_problem(400, "invalid-api-params");
+        r.problem(400, "invalid-api-params");
     }
     assert_eq!(h.session_count().await, 0);
 }
@@ -469,7 +320,7 @@ async fn create_rejects_a_json_array_body() {
     let kp = h.keypair(Role::User, 1000).await;
     let body = json!(["python:3.11", "from-array", null, null, null, null, null, null, null, true]);
     let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-    r.assert_problem(400, "invalid-api-params");
+    r.problem(400, "invalid-api-params");
     assert_eq!(h.session_count().await, 0);
 }
 
@@ -480,7 +331,7 @@ async fn create_requires_an_image() {
     let kp = h.keypair(Role::User, 1000).await;
     for body in [json!({"enqueueOnly": true}), json!({"image": "", "name": "no-image", "enqueueOnly": true})] {
         let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-        r.assert_problem(400, "invalid-api-params");
+        r.problem(400, "invalid-api-params");
     }
     assert_eq!(h.session_count().await, 0);
 }
@@ -492,7 +343,7 @@ async fn create_with_an_unknown_image_is_404() {
     let kp = h.keypair(Role::User, 1000).await;
     let body = json!({"image": "ruby:3.2", "name": "rubyist", "enqueueOnly": true});
     let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-    r.assert_problem(404, "image-not-found");
+    r.problem(404, "image-not-found");
     assert_eq!(h.session_count().await, 0);
 }
 
@@ -505,7 +356,7 @@ async fn create_rejects_negative_or_zero_cpu() {
         let body = json!({"image": "python:3.11", "name": "negative", "enqueueOnly": true,
                           "config": {"resources": {"cpu": cpu, "mem": "1g"}}});
         let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-        r.assert_problem(400, "invalid-api-params");
+        r.problem(400, "invalid-api-params");
     }
     assert_eq!(h.session_count().await, 0);
 }
@@ -517,7 +368,7 @@ async fn create_rejects_a_body_over_the_limit() {
     let kp = h.keypair(Role::User, 1000).await;
     let body = json!({"image": "python:3.11", "name": "too-big", "enqueueOnly": true, "tag": "x".repeat(4096)});
     let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-    r.assert_problem(413, "request-too-large");
+    r.problem(413, "request-too-large");
     assert_eq!(h.session_count().await, 0);
     // A small one still goes through.
     h.enqueue(&kp, "small-one").await;
@@ -531,7 +382,7 @@ async fn create_enqueue_only_then_reuse_then_conflict() {
     let kp = h.keypair(Role::User, 1000).await;
     let body = json!({"image": "python:3.11", "name": "my-sess", "enqueueOnly": true});
     let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-    r.assert_ok(201);
+    r.ok(201);
     assert_eq!(r.body["status"], "PENDING");
     assert_eq!(r.body["sessionName"], "my-sess");
     assert_eq!(r.body["created"], true);
@@ -541,7 +392,7 @@ async fn create_enqueue_only_then_reuse_then_conflict() {
 
     // The same name again reuses the live session.
     let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["created"], false);
     assert_eq!(r.body["sessionId"], id.as_str());
     assert_eq!(r.body["status"], "PENDING");
@@ -550,7 +401,7 @@ async fn create_enqueue_only_then_reuse_then_conflict() {
     // Unless the caller refuses reuse.
     let body = json!({"image": "python:3.11", "name": "my-sess", "enqueueOnly": true, "reuseIfExists": false});
     let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-    r.assert_problem(409, "session-already-exists");
+    r.problem(409, "session-already-exists");
     assert_eq!(h.session_count().await, 1);
 
     // The stored session matches what was answered.
@@ -569,7 +420,7 @@ async fn create_enqueue_only_then_reuse_then_conflict() {
             &json!({"image": "python", "name": "my-sess", "enqueueOnly": true}),
         ))
         .await;
-    r.assert_ok(201);
+    r.ok(201);
     assert_ne!(r.body["sessionId"], id.as_str());
     assert_eq!(h.session_count().await, 2);
 }
@@ -581,7 +432,7 @@ async fn create_accepts_the_legacy_client_session_token() {
     let kp = h.keypair(Role::User, 1000).await;
     let body = json!({"lang": "python:3.11", "clientSessionToken": "legacy-name", "enqueueOnly": true});
     let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-    r.assert_ok(201);
+    r.ok(201);
     assert_eq!(r.body["sessionName"], "legacy-name");
 }
 
@@ -597,7 +448,7 @@ async fn create_rejects_invalid_names_and_cluster_sizes() {
         json!({"image": "python:3.11", "name": "ok-name", "clusterMode": "sideways", "enqueueOnly": true}),
     ] {
         let r = h.call(signed_json("POST", "/session", &kp, &body)).await;
-        r.assert_problem(400, "invalid-api-params");
+        r.problem(400, "invalid-api-params");
     }
     assert_eq!(h.session_count().await, 0);
 }
@@ -617,38 +468,38 @@ async fn session_info_respects_ownership() {
 
     // The owner sees it, by name and by id.
     let r = h.call(signed("GET", "/session/alice-sess", &alice, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["sessionId"], id.as_str());
     assert_eq!(r.body["status"], "PENDING");
     assert_eq!(r.body["image"], "python:3.11");
     let r = h.call(signed("GET", &format!("/session/{id}"), &alice, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["sessionName"], "alice-sess");
 
     // Another user does not, by name or by id.
     let r = h.call(signed("GET", "/session/alice-sess", &bob, None)).await;
-    r.assert_problem(404, "session-not-found");
+    r.problem(404, "session-not-found");
     let r = h.call(signed("GET", &format!("/session/{id}"), &bob, None)).await;
-    r.assert_problem(404, "session-not-found");
+    r.problem(404, "session-not-found");
 
     // A user may not act for another keypair.
     let path = format!("/session/alice-sess?owner_access_key={}", alice.access_key.as_str());
     let r = h.call(signed("GET", &path, &bob, None)).await;
-    r.assert_problem(403, "forbidden");
+    r.problem(403, "forbidden");
 
     // Naming oneself is fine.
     let path = format!("/session/alice-sess?owner_access_key={}", alice.access_key.as_str());
-    h.call(signed("GET", &path, &alice, None)).await.assert_ok(200);
+    h.call(signed("GET", &path, &alice, None)).await.ok(200);
 
     // An admin acting for the owner sees it.
     let r = h.call(signed("GET", &path, &admin, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["sessionId"], id.as_str());
     assert_eq!(r.body["accessKey"], alice.access_key.as_str());
 
     // An admin without owner_access_key looks among their own sessions.
     let r = h.call(signed("GET", "/session/alice-sess", &admin, None)).await;
-    r.assert_problem(404, "session-not-found");
+    r.problem(404, "session-not-found");
 }
 
 #[tokio::test]
@@ -661,17 +512,17 @@ async fn session_list_respects_ownership() {
     h.enqueue(&alice, "alice-one").await;
 
     let r = h.call(signed("GET", "/session", &alice, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["sessions"].as_array().map(Vec::len), Some(1), "body: {}", r.body);
 
     let r = h.call(signed("GET", "/session", &bob, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["sessions"], json!([]));
 
     let path = format!("/session?owner_access_key={}", alice.access_key.as_str());
-    h.call(signed("GET", &path, &bob, None)).await.assert_problem(403, "forbidden");
+    h.call(signed("GET", &path, &bob, None)).await.problem(403, "forbidden");
     let r = h.call(signed("GET", &path, &admin, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["sessions"].as_array().map(Vec::len), Some(1), "body: {}", r.body);
 }
 
@@ -687,7 +538,7 @@ async fn execute_on_a_pending_session_is_409() {
     h.enqueue(&kp, "pending-one").await;
     let body = json!({"mode": "query", "code": "print(1)", "runId": "run-1"});
     let r = h.call(signed_json("POST", "/session/pending-one", &kp, &body)).await;
-    r.assert_problem(409, "invalid-session-state");
+    r.problem(409, "invalid-session-state");
 }
 
 #[tokio::test]
@@ -696,7 +547,7 @@ async fn execute_on_an_unknown_session_is_404() {
     let kp = h.keypair(Role::User, 1000).await;
     let body = json!({"mode": "query", "code": "print(1)"});
     let r = h.call(signed_json("POST", "/session/no-such-session", &kp, &body)).await;
-    r.assert_problem(404, "session-not-found");
+    r.problem(404, "session-not-found");
 }
 
 #[tokio::test]
@@ -707,7 +558,7 @@ async fn execute_with_a_malformed_body_is_400() {
     h.enqueue(&kp, "pending-two").await;
     for body in [&b"{\"mode\": \"nope\"}"[..], b"{}", b"{\"mode\": "] {
         let r = h.call(signed("POST", "/session/pending-two", &kp, Some(body))).await;
-        r.assert_problem(400, "invalid-api-params");
+        r.problem(400, "invalid-api-params");
     }
 }
 
@@ -725,20 +576,20 @@ async fn delete_cancels_a_pending_session() {
 
     // Another user cannot delete it.
     let r = h.call(signed("DELETE", "/session/to-cancel", &other, None)).await;
-    r.assert_problem(404, "session-not-found");
+    r.problem(404, "session-not-found");
 
     let r = h.call(signed("DELETE", "/session/to-cancel", &kp, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
 
     let r = h.call(signed("GET", "/session/to-cancel", &kp, None)).await;
-    r.assert_ok(200);
+    r.ok(200);
     assert_eq!(r.body["sessionId"], id.as_str());
     assert_eq!(r.body["status"], "CANCELLED");
     assert_eq!(r.body["statusInfo"], "user-requested");
     assert!(r.body["terminationTime"].is_string(), "body: {}", r.body);
 
     let r = h.call(signed("DELETE", "/session/to-cancel", &kp, None)).await;
-    r.assert_problem(404, "session-not-found");
+    r.problem(404, "session-not-found");
 
     // The name is free again: a new create makes a new session.
     let new_id = h.enqueue(&kp, "to-cancel").await;
@@ -750,7 +601,7 @@ async fn delete_of_an_unknown_session_is_404() {
     let h = harness();
     let kp = h.keypair(Role::User, 1000).await;
     let r = h.call(signed("DELETE", "/session/never-existed", &kp, None)).await;
-    r.assert_problem(404, "session-not-found");
+    r.problem(404, "session-not-found");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -762,9 +613,9 @@ async fn unknown_route_is_a_404_problem() {
     let h = harness();
     let kp = h.keypair(Role::User, 1000).await;
     let r = h.call(signed("GET", "/no/such/route", &kp, None)).await;
-    r.assert_problem(404, "object-not-found");
+    r.problem(404, "object-not-found");
     let r = h.call(warp::test::request().method("GET").path("/nothing-here").header("host", HOST)).await;
-    r.assert_problem(404, "object-not-found");
+    r.problem(404, "object-not-found");
 }
 
 #[tokio::test]
@@ -772,12 +623,12 @@ async fn wrong_method_is_a_4xx_problem() {
     let h = harness();
     let kp = h.keypair(Role::User, 1000).await;
     let r = h.call(signed_json("PUT", "/session", &kp, &json!({}))).await;
-    r.assert_client_problem();
-    r.assert_problem(405, "method-not-allowed");
+    r.client_problem();
+    r.problem(405, "method-not-allowed");
     let r = h.call(signed("PUT", "/session/some-name", &kp, None)).await;
-    r.assert_client_problem();
-    r.assert_problem(405, "method-not-allowed");
+    r.client_problem();
+    r.problem(405, "method-not-allowed");
     let r = h.call(warp::test::request().method("DELETE").path("/").header("host", HOST)).await;
-    r.assert_client_problem();
-    r.assert_problem(405, "method-not-allowed");
+    r.client_problem();
+    r.problem(405, "method-not-allowed");
 }

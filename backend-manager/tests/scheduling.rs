@@ -5,19 +5,17 @@
 //! choice of sequencer and agent selector by the scaling group's names, and the session's own predicates:
 //! `starts_at`, dependencies (#5218: a failed dependency never leaves a session stuck) and admin-designated agents.
 
+mod common;
+
 use backend_core::api::CreateSessionRequest;
-use backend_core::config::LocalConfigStore;
 use backend_core::conformance::metadata_store::{heartbeat, pending_session};
 use backend_core::error::ErrorKind;
-use backend_core::events::LocalEventBus;
-use backend_core::live::LocalLiveState;
 use backend_core::model::{
     Domain, Group, KeyPair, KeyPairResourcePolicy, Role, ScalingGroup, SessionRecord, SessionResult, SessionType,
 };
 use backend_core::status::{KernelStatus, SessionStatus};
 use backend_core::store::faults::FaultyStore;
 use backend_core::store::fixtures::ensure_defaults;
-use backend_core::store::sqlite::SqliteStore;
 use backend_core::store::{KernelChange, Placement, SessionChange};
 use backend_core::{AccessKey, AgentId, ResourceSlots, SessionId};
 use backend_manager::{Manager, ManagerConfig};
@@ -29,14 +27,7 @@ fn cpu(n: &str) -> ResourceSlots {
 }
 
 async fn manager() -> Arc<Manager> {
-    let m = Manager::new(
-        ManagerConfig::default(),
-        Arc::new(SqliteStore::in_memory().unwrap()),
-        Arc::new(LocalEventBus::new()),
-        Arc::new(LocalLiveState::new()),
-        Arc::new(LocalConfigStore::new()),
-        "token",
-    );
+    let m = common::in_memory_manager(ManagerConfig::default());
     ensure_defaults(m.store.as_ref()).await.unwrap();
     m
 }
@@ -150,7 +141,7 @@ async fn issue_2155_an_unschedulable_session_does_not_block_later_ones() {
     let big = enqueue(&m, "AKUSER", "big-one", &cpu("4"), 60, 0).await;
     let small = enqueue(&m, "AKUSER", "small-one", &cpu("1"), 10, 0).await;
 
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!((report.scheduled, report.pending, report.refused), (1, 1, 0));
     assert_ne!(session(&m, small).await.status, SessionStatus::Pending, "the later, smaller session runs");
     let waiting = session(&m, big).await;
@@ -166,14 +157,14 @@ async fn issue_13706_a_low_priority_session_does_not_take_what_a_high_priority_o
     let high = enqueue(&m, "AKUSER", "urgent", &cpu("4"), 1, 10).await;
     let low = enqueue(&m, "AKUSER", "routine", &cpu("1"), 120, 0).await;
 
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(report.scheduled, 0, "the free 2 cpu stay reserved for the high-priority session");
     let low_now = session(&m, low).await;
     assert_eq!(low_now.status, SessionStatus::Pending);
     assert!(low_now.status_info.as_deref().unwrap().contains("reserved"), "{:?}", low_now.status_info);
 
     end(&m, running).await;
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(report.scheduled, 1);
     assert_ne!(session(&m, high).await.status, SessionStatus::Pending, "the high-priority session goes first");
     assert_eq!(session(&m, low).await.status, SessionStatus::Pending);
@@ -212,7 +203,7 @@ async fn issue_13074_pending_and_concurrency_limits_are_enforced() {
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
     assert_eq!(err.kind().status(), 412);
 
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!((report.scheduled, report.pending), (1, 1), "one at a time");
     let waiting = m.store.pending_sessions().await.unwrap();
     assert_eq!(waiting.len(), 1);
@@ -235,7 +226,7 @@ async fn keypair_total_slots_refuse_the_impossible_and_hold_back_the_rest() {
 
     m.create_session(&kp, create("one-one", &[("cpu", "2")])).await.unwrap();
     m.create_session(&kp, create("two-two", &[("cpu", "2")])).await.unwrap();
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!((report.scheduled, report.pending), (1, 1));
     let waiting = m.store.pending_sessions().await.unwrap();
     assert!(waiting[0].0.status_info.as_deref().unwrap().contains("total resource slots"), "{:?}", waiting[0].0);
@@ -262,28 +253,16 @@ async fn the_scaling_group_names_the_sequencer() {
     occupy(&m, "AKOTHER", &a, &cpu("1")).await;
     let old = enqueue(&m, "AKUSER", "older", &cpu("3"), 60, 0).await;
     let new = enqueue(&m, "AKUSER", "newer", &cpu("3"), 5, 0).await;
-    m.schedule_once().await.unwrap();
+    m.schedule_once(Utc::now()).await.unwrap();
     assert_ne!(session(&m, new).await.status, SessionStatus::Pending, "LIFO: the newest first");
     assert_eq!(session(&m, old).await.status, SessionStatus::Pending);
 
     sg.scheduler = "shortest-job-first".into();
     m.store.put_scaling_group(&sg).await.unwrap();
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(report.scheduled, 0);
     let info = session(&m, old).await.status_info.unwrap();
     assert!(info.contains("unknown scheduler \"shortest-job-first\""), "{info}");
-}
-
-/// Runs passes until `id` leaves PENDING (at most a few seconds of 20 ms steps), answering how many passes it took.
-async fn passes_until_placed(m: &Arc<Manager>, id: SessionId) -> usize {
-    for pass in 1..=250 {
-        m.schedule_once().await.unwrap();
-        if session(m, id).await.status != SessionStatus::Pending {
-            return pass;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the session never left PENDING: {:?}", session(m, id).await.status_info);
 }
 
 #[tokio::test]
@@ -292,12 +271,13 @@ async fn starts_at_holds_a_session_until_its_time() {
     agent(&m, "4").await;
     let kp = keypair(&m, "AKUSER", None).await;
     let mut later = create("later-one", &[("cpu", "1")]);
-    later.starts_at = Some((Utc::now() + Duration::milliseconds(300)).to_rfc3339());
+    later.starts_at = Some((Utc::now() + Duration::hours(1)).to_rfc3339());
     let resp = m.create_session(&kp, later).await.unwrap().into_response();
     let later: SessionId = resp.session_id.parse().unwrap();
+    let starts_at = session(&m, later).await.starts_at.expect("the start time is stored");
     let now = enqueue(&m, "AKUSER", "now-one", &cpu("1"), 0, 0).await;
 
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!((report.scheduled, report.pending), (1, 1));
     assert_ne!(session(&m, now).await.status, SessionStatus::Pending, "a session without a start time goes");
     let waiting = session(&m, later).await;
@@ -305,10 +285,13 @@ async fn starts_at_holds_a_session_until_its_time() {
     let info = waiting.status_info.unwrap();
     assert!(info.starts_with("pending: starts at "), "{info}");
 
-    passes_until_placed(&m, later).await;
-    let placed = session(&m, later).await;
-    let scheduled_at = placed.status_history.entered(SessionStatus::Scheduled).expect("it was scheduled");
-    assert!(scheduled_at >= placed.starts_at.unwrap(), "not placed before its start time");
+    // A pass just before the start time leaves it waiting for that reason; a pass at the start time places it.
+    let report = m.schedule_once(starts_at - Duration::milliseconds(1)).await.unwrap();
+    assert_eq!((report.scheduled, report.pending), (0, 1), "not placed before its start time");
+    assert_eq!(session(&m, later).await.status_info.as_deref(), Some(info.as_str()));
+    let report = m.schedule_once(starts_at).await.unwrap();
+    assert_eq!((report.scheduled, report.pending), (1, 0), "placed at its start time");
+    assert_ne!(session(&m, later).await.status, SessionStatus::Pending);
 
     // A delay in the client's relative form is accepted; nonsense is refused.
     let mut relative = create("relative", &[("cpu", "1")]);
@@ -336,14 +319,14 @@ async fn a_dependent_session_is_placed_only_after_its_dependency_terminates() {
     let second: SessionId = resp.session_id.parse().unwrap();
     assert_eq!(session(&m, second).await.dependencies, vec![first], "the name is resolved to the session's id");
 
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(report.scheduled, 0, "the agent has room, but the dependency is still running");
     let waiting = session(&m, second).await;
     assert_eq!(waiting.status, SessionStatus::Pending);
     assert_eq!(waiting.status_info.as_deref(), Some("pending: waiting for 1 dependency"));
 
     end(&m, first).await;
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(report.scheduled, 1);
     let placed = session(&m, second).await;
     let scheduled_at = placed.status_history.entered(SessionStatus::Scheduled).expect("it was scheduled");
@@ -372,14 +355,14 @@ async fn issue_5218_a_failed_dependency_cancels_its_dependents() {
     req.dependencies = Some(vec!["next-step".into()]);
     let resp = m.create_session(&kp, req).await.unwrap().into_response();
     let last: SessionId = resp.session_id.parse().unwrap();
-    m.schedule_once().await.unwrap();
+    m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(session(&m, next).await.status, SessionStatus::Pending);
 
     let kernel = m.store.kernels(broken).await.unwrap().remove(0);
     m.change_kernel(kernel.id, KernelChange::status(KernelStatus::Error, "kernel-crashed".to_owned())).await.unwrap();
     assert_eq!(session(&m, broken).await.status, SessionStatus::Error);
-    let report = m.schedule_once().await.unwrap();
-    let again = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
+    let again = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(report.cancelled + again.cancelled, 2, "the whole chain behind the failed session is cancelled");
     let cancelled = session(&m, next).await;
     assert_eq!(cancelled.status, SessionStatus::Cancelled);
@@ -399,7 +382,7 @@ async fn issue_5218_a_failed_dependency_cancels_its_dependents() {
     let mut req = create("after-batch", &[("cpu", "1")]);
     req.dependencies = Some(vec![job.id.to_string()]);
     let resp = m.create_session(&kp, req).await.unwrap().into_response();
-    m.schedule_once().await.unwrap();
+    m.schedule_once(Utc::now()).await.unwrap();
     let after = session(&m, resp.session_id.parse().unwrap()).await;
     assert_eq!(after.status_info.as_deref(), Some("dependency-failed: batch-job"));
 }
@@ -428,7 +411,7 @@ async fn a_designated_agent_is_honoured_and_only_admins_may_designate() {
         assert_eq!(session(&m, id).await.designated_agents, vec![target.clone()]);
         ids.push((id, target.clone()));
     }
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(report.scheduled, 3);
     for (id, target) in ids {
         let kernels = m.store.kernels(id).await.unwrap();
@@ -447,29 +430,10 @@ async fn a_designated_agent_is_honoured_and_only_admins_may_designate() {
 
 /// A manager over a store that fails on demand at named points.
 async fn faulty_manager() -> (Arc<Manager>, Arc<FaultyStore>) {
-    let store = Arc::new(FaultyStore::new(Arc::new(SqliteStore::in_memory().unwrap())));
-    let m = Manager::new(
-        ManagerConfig::default(),
-        store.clone(),
-        Arc::new(LocalEventBus::new()),
-        Arc::new(LocalLiveState::new()),
-        Arc::new(LocalConfigStore::new()),
-        "token",
-    );
+    let store = Arc::new(FaultyStore::new(common::sqlite()));
+    let m = common::manager_over(ManagerConfig::default(), store.clone());
     ensure_defaults(m.store.as_ref()).await.unwrap();
     (m, store)
-}
-
-/// Waits until the background start of a session has settled it in a final status.
-async fn settled(m: &Manager, id: SessionId) -> SessionRecord {
-    for _ in 0..2000 {
-        let s = session(m, id).await;
-        if !s.status.holds_resources() && s.status != SessionStatus::Pending {
-            return s;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    panic!("session {id} never settled: {:?}", session(m, id).await.status);
 }
 
 async fn occupied_cpu(m: &Manager, agent: &AgentId) -> String {
@@ -483,7 +447,7 @@ async fn a_failed_allocation_leaves_nothing_half_allocated_and_is_retried() {
     let id = enqueue(&m, "AKUSER", "victim", &cpu("2"), 10, 0).await;
 
     faults.fail("allocate_batch", 1);
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(faults.fired("allocate_batch"), 1);
     assert_eq!((report.scheduled, report.pending), (0, 1));
     let s = session(&m, id).await;
@@ -492,7 +456,7 @@ async fn a_failed_allocation_leaves_nothing_half_allocated_and_is_retried() {
     let kernels = m.store.kernels(id).await.unwrap();
     assert!(kernels.iter().all(|k| k.agent_id.is_none() && k.occupied_slots.is_zero()), "{kernels:?}");
 
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!(report.scheduled, 1, "the next pass places it");
 }
 
@@ -505,8 +469,10 @@ async fn a_store_failure_while_starting_gives_the_slots_back() {
     // The first kernel change after allocation (the batch to PREPARING) fails: the start is abandoned and cleaned
     // up.
     faults.fail("update_kernels", 1);
-    assert_eq!(m.schedule_once().await.unwrap().scheduled, 1);
-    let s = settled(&m, id).await;
+    let report = m.schedule_once(Utc::now()).await.unwrap();
+    assert_eq!((report.scheduled, report.started.len()), (1, 1));
+    report.started.finished().await;
+    let s = session(&m, id).await;
     assert_eq!(faults.fired("update_kernels"), 1);
     assert!(!s.status.holds_resources(), "{:?}", s.status);
     assert_eq!(s.status_info.as_deref(), Some("kernel-creation-failed"));
@@ -522,13 +488,9 @@ async fn a_start_that_failed_during_a_store_outage_is_recovered_later() {
     // Every kernel change fails for a while: the start (the batch to PREPARING) and its cleanup (to TERMINATED)
     // both fail, and the session stays SCHEDULED.
     faults.fail("update_kernels", 2);
-    assert_eq!(m.schedule_once().await.unwrap().scheduled, 1);
-    for _ in 0..2000 {
-        if faults.fired("update_kernels") == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let report = m.schedule_once(Utc::now()).await.unwrap();
+    assert_eq!(report.scheduled, 1);
+    report.started.finished().await;
     assert_eq!(faults.fired("update_kernels"), 2);
     assert_eq!(session(&m, id).await.status, SessionStatus::Scheduled);
     assert_eq!(occupied_cpu(&m, &a).await, "2");
@@ -539,7 +501,7 @@ async fn a_start_that_failed_during_a_store_outage_is_recovered_later() {
     // slots come back).
     let later = Utc::now() + backend_manager::scheduler::STALLED_START;
     assert_eq!(m.recover_stalled_starts(later).await.unwrap(), 1);
-    let s = settled(&m, id).await;
+    let s = session(&m, id).await;
     assert!(!s.status.holds_resources(), "{:?}", s.status);
     assert_eq!(occupied_cpu(&m, &a).await, "0", "the slots are given back");
 }
@@ -618,7 +580,7 @@ async fn a_group_quota_holds_back_its_sessions_while_another_groups_are_placed()
     let held = enqueue_in(&m, "AKUSER", ("default", "small"), &cpu("2"), 60).await;
     let other = enqueue_in(&m, "AKUSER", ("default", "default"), &cpu("2"), 30).await;
 
-    let report = m.schedule_once().await.unwrap();
+    let report = m.schedule_once(Utc::now()).await.unwrap();
     assert_eq!((report.scheduled, report.pending), (1, 1));
     assert_ne!(session(&m, other).await.status, SessionStatus::Pending, "another group's session is placed");
     let s = session(&m, held).await;
@@ -627,7 +589,7 @@ async fn a_group_quota_holds_back_its_sessions_while_another_groups_are_placed()
 
     // The slots the running session frees let the held one in.
     end(&m, running).await;
-    m.schedule_once().await.unwrap();
+    m.schedule_once(Utc::now()).await.unwrap();
     assert_ne!(session(&m, held).await.status, SessionStatus::Pending, "placed once the group's slots are free");
 }
 
@@ -649,14 +611,14 @@ async fn a_domain_quota_counts_every_group_of_the_domain() {
     let held = enqueue_in(&m, "AKUSER", ("lab", "g2"), &cpu("2"), 60).await;
     let other = enqueue_in(&m, "AKUSER", ("default", "default"), &cpu("2"), 30).await;
 
-    m.schedule_once().await.unwrap();
+    m.schedule_once(Utc::now()).await.unwrap();
     assert_ne!(session(&m, other).await.status, SessionStatus::Pending, "another domain's session is placed");
     let s = session(&m, held).await;
     assert_eq!(s.status, SessionStatus::Pending);
     assert_eq!(s.status_info.as_deref(), Some("pending: domain lab total_resource_slots exceeded (cpu 3 of 4 used)"));
 
     end(&m, running).await;
-    m.schedule_once().await.unwrap();
+    m.schedule_once(Utc::now()).await.unwrap();
     assert_ne!(session(&m, held).await.status, SessionStatus::Pending, "placed once the domain's slots are free");
 }
 
@@ -716,7 +678,7 @@ async fn each_scaling_group_places_with_the_agent_selector_it_names() {
         m.store.insert_session(&s, &kernels).await.unwrap();
         sessions.push((name.into(), s.id));
     }
-    assert_eq!(m.schedule_once().await.unwrap().scheduled, 4);
+    assert_eq!(m.schedule_once(Utc::now()).await.unwrap().scheduled, 4);
     let mut used: std::collections::BTreeMap<String, std::collections::BTreeSet<AgentId>> = Default::default();
     for (group, id) in &sessions {
         let kernel = m.store.kernels(*id).await.unwrap().remove(0);

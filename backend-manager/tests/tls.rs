@@ -1,28 +1,15 @@
 //! The manager serves HTTPS itself: a client that trusts the test's self-signed certificate gets the API's answer over
 //! TLS, a plain-HTTP client gets nothing, and unusable certificate files are clear errors.
 
-use backend_core::config::LocalConfigStore;
-use backend_core::events::LocalEventBus;
-use backend_core::live::LocalLiveState;
-use backend_core::store::sqlite::SqliteStore;
-use backend_manager::{Manager, ManagerConfig};
+mod common;
+
+use backend_manager::ManagerConfig;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
-
-fn manager() -> Arc<Manager> {
-    Manager::new(
-        ManagerConfig::default(),
-        Arc::new(SqliteStore::in_memory().unwrap()),
-        Arc::new(LocalEventBus::new()),
-        Arc::new(LocalLiveState::new()),
-        Arc::new(LocalConfigStore::new()),
-        "token",
-    )
-}
 
 async fn get_over_tls(addr: std::net::SocketAddr, root: CertificateDer<'static>) -> String {
     let mut roots = RootCertStore::empty();
@@ -55,7 +42,7 @@ async fn serves_the_api_over_tls() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let routes = backend_manager::api::routes(manager());
+    let routes = backend_manager::api::routes(common::in_memory_manager(ManagerConfig::default()));
     let server = tokio::spawn(backend_manager::tls::serve(routes, listener, acceptor, async {
         let _ = stopped.await;
     }));

@@ -6,7 +6,6 @@ use crate::cluster::{agent_statuses, agents_of, env_or, free_port, info, wait_fo
 use backend_core::conformance::postgres::ScratchDatabase;
 use reqwest::Method;
 use serde_json::json;
-use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gpu_sessions_go_to_the_gpu_agent_and_wait_for_its_device() {
@@ -79,9 +78,13 @@ async fn gpu_sessions_go_to_the_gpu_agent_and_wait_for_its_device() {
     // The only device is taken: a second GPU session waits, although the CPU agent has room for its CPU and memory.
     let queued = api.create(gpu_session("gpu-2", true)).await;
     assert_eq!(queued.status, 201, "{}", queued.body);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let waiting = info(&api, "gpu-2").await;
+    let waiting = wait_for("a pass to leave the second GPU session pending, saying why", &cluster, async || {
+        let a = info(&api, "gpu-2").await;
+        a.body["statusInfo"].as_str().is_some_and(|s| s.starts_with("pending: ")).then_some(a)
+    })
+    .await;
     assert_eq!(waiting.body["status"], "PENDING", "{}", waiting.body);
+    assert_eq!(waiting.body["statusInfo"], "pending: no agent has enough free resources now", "{}", waiting.body);
     assert!(agents_of(&waiting).is_empty(), "{}", waiting.body);
 
     // The first ends: the second gets the device, on the GPU agent.

@@ -1,15 +1,13 @@
 //! Bad input gets the right 4xx with a problem+json body, and a refused create leaves nothing behind.
 
-use crate::common::{start, user_keypair, Api};
+use crate::common::{admin_stack, start, user_keypair, Api};
 use backend_core::store::SessionFilter;
 use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_the_right_status_and_leave_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
 
     let cases = [
         (json!({"name": "no-image"}), 400, "invalid-api-params"),

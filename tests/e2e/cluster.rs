@@ -6,7 +6,7 @@
 //! manager that holds the scheduler lease lets the other schedule; killing an agent makes it LOST, ends its session
 //! with `agent-lost` and keeps new sessions off it; when it returns it is ALIVE again and its orphan kernel is removed.
 
-use crate::common::{Answer, Api};
+use crate::common::{poll_until, wait_until, Answer, Api};
 use backend_core::conformance::postgres::ScratchDatabase;
 use backend_core::model::{KeyPair, Role};
 use reqwest::Method;
@@ -14,7 +14,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -163,15 +163,10 @@ impl Cluster {
     }
 }
 
-pub(crate) async fn wait_for<T>(what: &str, cluster: &Cluster, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", cluster.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Waits for `probe` to answer `Some`; fails with the tail of every process's log if it never does.
+pub(crate) async fn wait_for<T>(what: &str, cluster: &Cluster, probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let reached = poll_until(probe).await;
+    reached.unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", cluster.logs()))
 }
 
 pub(crate) async fn agent_statuses(api: &Api) -> BTreeMap<String, String> {
@@ -261,8 +256,13 @@ async fn two_managers_three_agents_over_postgres_redis_and_etcd() {
         json!({"image": "python:3.11", "name": "cl-wait", "enqueueOnly": true, "config": {"resources": {"cpu": 1}}});
     let queued = apis[0].create(body).await;
     assert_eq!(queued.status, 201, "{}", queued.body);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(info(&apis[0], "cl-wait").await.body["status"], "PENDING");
+    let waiting = wait_for("a pass to leave the seventh session pending, saying why", &cluster, async || {
+        let b = info(&apis[0], "cl-wait").await.body;
+        b["statusInfo"].as_str().is_some_and(|s| s.starts_with("pending: ")).then_some(b)
+    })
+    .await;
+    assert_eq!(waiting["status"], "PENDING", "{waiting}");
+    assert_eq!(waiting["statusInfo"], "pending: no agent has enough free resources now", "{waiting}");
 
     // Kill the manager holding the scheduler lease; freeing a slot through the other one lets it schedule.
     let lease: serde_json::Value = serde_json::from_str(&cluster.tool(&["config", "get", "leases/scheduler"])).unwrap();
@@ -397,13 +397,16 @@ async fn concurrent_creates_and_destroys_through_two_managers_keep_the_invariant
         let (store, agents, done, capacity) = (store.clone(), agents.clone(), done.clone(), capacity.clone());
         tokio::spawn(async move {
             let mut reads = 0;
+            // A sampling pace, not a wait for anything: back-to-back reads would only load the database.
+            let mut pace = tokio::time::interval(Duration::from_millis(5));
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                pace.tick().await;
                 for id in &agents {
                     let a = store.agent(id).await.unwrap().unwrap();
                     assert!(a.occupied_slots.fits_in(&capacity), "{id} over capacity: {:?}", a.occupied_slots);
                     reads += 1;
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             reads
         })
@@ -439,12 +442,10 @@ async fn concurrent_creates_and_destroys_through_two_managers_keep_the_invariant
 
     let all = store.list_sessions(&Default::default()).await.unwrap();
     assert_eq!(all.len(), total);
-    let ended = async || store.list_sessions(&Default::default()).await.unwrap().iter().all(|s| s.status.is_final());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ended().await {
-        assert!(Instant::now() < deadline, "sessions still live after every destroy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("every session to end after every destroy", async || {
+        store.list_sessions(&Default::default()).await.unwrap().iter().all(|s| s.status.is_final()).then_some(())
+    })
+    .await;
     assert_occupancy_invariant(&store).await;
     for id in &agents {
         assert!(store.agent(id).await.unwrap().unwrap().occupied_slots.is_zero(), "{id} still holds slots");

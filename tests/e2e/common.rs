@@ -1,7 +1,9 @@
-//! Shared helpers: a standalone stack on 127.0.0.1:0 in a temporary directory, and a raw signed HTTP client that
-//! speaks the wire protocol directly (so these tests check the API itself, not only our typed client).
+//! Shared helpers: a standalone stack on 127.0.0.1:0 in a temporary directory, a raw signed HTTP client that
+//! speaks the wire protocol directly (so these tests check the API itself, not only our typed client), and waiting
+//! for a session to reach a state.
 
 use backend_core::auth::{authorization_header, SignedParts, API_VERSION};
+pub use backend_core::conformance::wait::{poll_until, wait_until};
 use backend_core::model::KeyPair;
 use backend_manager::standalone::{Standalone, StandaloneConfig};
 use reqwest::Method;
@@ -15,6 +17,15 @@ pub async fn start(dir: &Path) -> Standalone {
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.capacity = Some(backend_core::ResourceSlots::from([("cpu", 8.into()), ("mem", (8u64 << 30).into())]));
     Standalone::start(config).await.expect("standalone stack starts")
+}
+
+/// A standalone stack in a temporary directory of its own (dropped last: keep it alive), and a client signed as its
+/// superadmin.
+pub async fn admin_stack() -> (tempfile::TempDir, Standalone, Api) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let stack = start(dir.path()).await;
+    let api = Api::new(&stack.endpoint, &stack.admin);
+    (dir, stack, api)
 }
 
 /// A signed raw client for one keypair.
@@ -174,4 +185,25 @@ pub async fn send_typed(
     let status = resp.status().as_u16();
     let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     (status, ct, resp.bytes().await.unwrap().to_vec())
+}
+
+/// Polls session `name`'s info until `done` holds for its body (`what` names that state); answers the body. Fails
+/// with the last body seen if it never does.
+pub async fn wait_for_session(api: &Api, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let reached = poll_until(async || {
+        let body = api.send(Method::GET, &format!("/session/{name}"), None).await.body;
+        if done(&body) {
+            return Some(body);
+        }
+        last = body;
+        None
+    })
+    .await;
+    reached.unwrap_or_else(|| panic!("session {name} never became {what}; last seen: {last}"))
+}
+
+/// Waits until session `name` has `status`; answers its info.
+pub async fn wait_for_status(api: &Api, name: &str, status: &str) -> Value {
+    wait_for_session(api, name, status, |b| b["status"] == status).await
 }

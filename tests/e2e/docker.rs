@@ -4,7 +4,7 @@
 //!
 //! Needs a running Docker daemon and the images of `scripts/build-kernel-images.sh`; fails (does not skip) without.
 
-use crate::common::Api;
+use crate::common::{wait_until, Api};
 use backend_agent::runtime::RuntimeKind;
 use backend_manager::standalone::{Standalone, StandaloneConfig};
 use reqwest::Method;
@@ -110,14 +110,10 @@ async fn docker_session_executes_transfers_files_and_leaves_nothing() {
     let session_id: backend_core::SessionId = created.body["sessionId"].as_str().unwrap().parse().unwrap();
     let kernel = stack.manager.store.kernels(session_id).await.unwrap().remove(0);
     let key = format!("kernel.{}.stats", kernel.id);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let stats = loop {
-        if let Some(v) = stack.manager.live.stat(&key, chrono::Utc::now()).await.unwrap() {
-            break v;
-        }
-        assert!(std::time::Instant::now() < deadline, "no stats for the kernel in the live state");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let stats = wait_until("the kernel's stats in the live state", async || {
+        stack.manager.live.stat(&key, chrono::Utc::now()).await.unwrap()
+    })
+    .await;
     assert!(stats["mem_bytes"].as_u64().unwrap() > 0, "{stats}");
     assert!(stats["mem_limit"].as_u64().unwrap() >= stats["mem_bytes"].as_u64().unwrap(), "{stats}");
     assert!(stats["pids"].as_u64().unwrap() >= 1, "{stats}");

@@ -1,7 +1,7 @@
 //! File transfers: upload into a session's work directory, use the file from code, list, download, and refuse paths
 //! that leave the work directory.
 
-use crate::common::{send_typed as send, start, Api};
+use crate::common::{admin_stack, send_typed as send, Api};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -50,9 +50,7 @@ async fn download(api: &Api, name: &str, file: &str) -> (u16, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_upload_run_list_download_and_confinement() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (dir, stack, api) = admin_stack().await;
     let created = api.create(json!({"image": "python:3.11", "name": "e2e-files"})).await;
     assert_eq!(created.status, 201, "{}", created.body);
 

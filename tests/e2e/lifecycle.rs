@@ -1,14 +1,12 @@
 //! A session's life: create, two executions sharing state, input, interrupt of an endless loop, destroy.
 
-use crate::common::{start, Api};
+use crate::common::{admin_stack, start, wait_for_status, Api};
 use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_runs_code_keeps_state_reads_input_survives_interrupt() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
 
     let root = api.send(Method::GET, "/", None).await;
     assert_eq!(root.body["version"], "v7.20230615");
@@ -91,9 +89,7 @@ async fn session_runs_code_keeps_state_reads_input_survives_interrupt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_sessions_and_batch_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     let created = api.create(json!({"image": "shell", "name": "e2e-shell"})).await;
     assert_eq!(created.status, 201, "{}", created.body);
     let (out, _, code) = api.run("e2e-shell", "echo $((6*7)); echo $BACKENDAI_CLUSTER_HOST; exit 3").await;
@@ -118,9 +114,7 @@ async fn shell_sessions_and_batch_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_only_and_cancel_of_a_pending_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     // Two sessions of 5 CPUs on an 8-CPU agent: the second waits.
     let a = api.create(json!({"image": "python", "name": "big-one", "config": {"resources": {"cpu": 5}}})).await;
     assert_eq!(a.body["status"], "RUNNING", "{}", a.body);
@@ -140,24 +134,14 @@ async fn enqueue_only_and_cancel_of_a_pending_session() {
     assert_eq!(info.body["status"], "CANCELLED");
     // Freeing the first lets the second run.
     api.send(Method::DELETE, "/session/big-one", None).await;
-    let mut status = String::new();
-    for _ in 0..2000 {
-        status = api.send(Method::GET, "/session/big-two", None).await.body["status"].as_str().unwrap().to_owned();
-        if status == "RUNNING" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, "RUNNING");
+    wait_for_status(&api, "big-two", "RUNNING").await;
     api.send(Method::DELETE, "/session/big-two", None).await;
     stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_rename_and_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     let created = api.create(json!({"image": "python", "name": "to-restart"})).await;
     assert_eq!(created.body["status"], "RUNNING", "{}", created.body);
     api.run("to-restart", "kept = 1\nopen('scratch.txt', 'w').write('still here')").await;
@@ -198,26 +182,16 @@ async fn restart_rename_and_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_sessions_run_their_command_and_record_the_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     for (name, command, result) in
         [("batch-ok", "echo fine", "SUCCESS"), ("batch-bad", "echo broken >&2; exit 7", "FAILURE")]
     {
         let created =
             api.create(json!({"image": "shell", "name": name, "type": "batch", "startupCommand": command})).await;
         assert_eq!(created.status, 201, "{}", created.body);
-        let mut info = api.send(Method::GET, &format!("/session/{name}"), None).await;
-        for _ in 0..3000 {
-            if info.body["status"] == "TERMINATED" {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            info = api.send(Method::GET, &format!("/session/{name}"), None).await;
-        }
-        assert_eq!(info.body["status"], "TERMINATED", "{}", info.body);
-        assert_eq!(info.body["result"], result, "{}", info.body);
-        assert_eq!(info.body["statusInfo"], "batch-finished", "{}", info.body);
+        let info = wait_for_status(&api, name, "TERMINATED").await;
+        assert_eq!(info["result"], result, "{info}");
+        assert_eq!(info["statusInfo"], "batch-finished", "{info}");
     }
     let agent = stack.manager.store.agent(&stack.agent.config.id).await.unwrap().unwrap();
     assert!(agent.occupied_slots.is_zero());
@@ -246,9 +220,7 @@ async fn a_relative_data_directory_runs_sessions_and_mounts() {
 /// the kernel still starts (as in Backend.AI), and a restart runs it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_script_runs_before_the_first_execution() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     let script = "echo prepared >> boot.txt\nmkdir -p lib\n";
     let a = api.create(json!({"image": "python", "name": "boot", "bootstrap_script": script})).await;
     assert_eq!((a.status, a.body["status"].as_str()), (201, Some("RUNNING")), "{}", a.body);

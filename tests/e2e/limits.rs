@@ -1,7 +1,7 @@
 //! Limits and rich output a client can ask for: `options.exec_timeout` on an execution, `batch_timeout` on a batch
 //! session, `config.resource_opts.shmem`, and `display()` items in the console.
 
-use crate::common::{start, Answer, Api};
+use crate::common::{admin_stack, wait_for_status, Answer, Api};
 use backend_core::events::Event;
 use futures::StreamExt;
 use reqwest::Method;
@@ -27,9 +27,7 @@ fn text_of(console: &[Value], kind: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_timeout_stops_a_run_across_continue_calls_and_the_kernel_lives_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     let a = api.create(json!({"image": "python", "name": "timed"})).await;
     assert_eq!(a.status, 201, "{}", a.body);
     api.run("timed", "x = 5").await;
@@ -78,9 +76,7 @@ async fn exec_timeout_stops_a_run_across_continue_calls_and_the_kernel_lives_on(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_timeout_fails_and_ends_a_batch_session_that_runs_too_long() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     let mut events = stack.manager.bus.subscribe().await.unwrap();
 
     let a = api
@@ -99,37 +95,24 @@ async fn batch_timeout_fails_and_ends_a_batch_session_that_runs_too_long() {
         }
     };
     assert_eq!(failure, ("session_failure".to_owned(), Some("batch-timeout".to_owned())));
-    let mut info = api.send(Method::GET, "/session/slow-batch", None).await;
-    while info.body["status"] != "TERMINATED" {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        info = api.send(Method::GET, "/session/slow-batch", None).await;
-    }
-    assert_eq!(info.body["result"], "FAILURE", "{}", info.body);
-    assert_eq!(info.body["statusInfo"], "batch-timeout", "{}", info.body);
-    assert_eq!(info.body["batchTimeout"], 1, "{}", info.body);
+    let info = wait_for_status(&api, "slow-batch", "TERMINATED").await;
+    assert_eq!(info["result"], "FAILURE", "{info}");
+    assert_eq!(info["statusInfo"], "batch-timeout", "{info}");
+    assert_eq!(info["batchTimeout"], 1, "{info}");
 
     // Within its limit (a number of seconds, camelCase too) a batch session succeeds as before.
     let a = api
         .create(json!({"image": "shell", "name": "quick-batch", "type": "batch", "startupCommand": "true", "batchTimeout": 600}))
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
-    let mut info = api.send(Method::GET, "/session/quick-batch", None).await;
-    while info.body["status"] != "TERMINATED" {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        info = api.send(Method::GET, "/session/quick-batch", None).await;
-    }
-    assert_eq!(
-        (info.body["result"].as_str(), info.body["statusInfo"].as_str()),
-        (Some("SUCCESS"), Some("batch-finished"))
-    );
+    let info = wait_for_status(&api, "quick-batch", "TERMINATED").await;
+    assert_eq!((info["result"].as_str(), info["statusInfo"].as_str()), (Some("SUCCESS"), Some("batch-finished")));
     stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_timeout_and_shmem_are_refused_where_they_cannot_hold() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     let cases = [
         (json!({"image": "python", "name": "interactive-bt", "batch_timeout": "10m"}), "batch_timeout"),
         (
@@ -170,9 +153,7 @@ async fn batch_timeout_and_shmem_are_refused_where_they_cannot_hold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn display_puts_html_and_media_items_between_the_output_around_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     let a = api.create(json!({"image": "python", "name": "rich"})).await;
     assert_eq!(a.status, 201, "{}", a.body);
     let code = "class H:\n    def _repr_html_(self):\n        return '<b>x</b>'\n\

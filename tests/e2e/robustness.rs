@@ -1,14 +1,12 @@
 //! A crashing kernel runner or code that prints megabytes does not take the agent down.
 
-use crate::common::{start, Api};
+use crate::common::{admin_stack, wait_for_session};
 use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_kernel_ends_its_session_and_the_agent_lives_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     let created = api.create(json!({"image": "python", "name": "doomed"})).await;
     assert_eq!(created.body["status"], "RUNNING", "{}", created.body);
     let session_id = created.body["sessionId"].as_str().unwrap().parse().unwrap();
@@ -16,16 +14,9 @@ async fn a_killed_kernel_ends_its_session_and_the_agent_lives_on() {
     let pid: i32 = kernel.container_id.as_deref().unwrap().trim_start_matches("pid:").parse().unwrap();
     nix_kill(pid);
 
-    let mut info = api.send(Method::GET, "/session/doomed", None).await;
-    for _ in 0..3000 {
-        if info.body["status"] != "RUNNING" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        info = api.send(Method::GET, "/session/doomed", None).await;
-    }
-    assert_eq!(info.body["status"], "ERROR", "{}", info.body);
-    assert!(info.body["statusInfo"].as_str().unwrap().contains("exit code 137"), "{}", info.body);
+    let info = wait_for_session(&api, "doomed", "ended", |b| b["status"] != "RUNNING").await;
+    assert_eq!(info["status"], "ERROR", "{info}");
+    assert!(info["statusInfo"].as_str().unwrap().contains("exit code 137"), "{info}");
     let agent = stack.manager.store.agent(&stack.agent.config.id).await.unwrap().unwrap();
     assert!(agent.occupied_slots.is_zero(), "the dead kernel's slots are released");
 
@@ -50,9 +41,7 @@ fn nix_kill(pid: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn megabytes_of_output_are_bounded_and_the_kernel_lives_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     api.create(json!({"image": "python", "name": "chatty"})).await;
     // 30 MB of output, collected through `continued` calls.
     let (out, err, code) = api.run("chatty", "for i in range(30000):\n    print('x' * 999)").await;

@@ -1,7 +1,7 @@
 //! The streaming endpoints: `GET /stream/session/{name}/execute` (WebSocket) and `GET /events/session` (SSE), each
 //! signed the way the official client signs them.
 
-use crate::common::{start, user_keypair, Api};
+use crate::common::{admin_stack, start, user_keypair, Api};
 use backend_core::auth::{authorization_header, SignedParts, API_VERSION};
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
@@ -68,9 +68,7 @@ fn stdout_of(results: &[Value]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_execute_streams_results() {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path()).await;
-    let api = Api::new(&stack.endpoint, &stack.admin);
+    let (_dir, stack, api) = admin_stack().await;
     let created = api.create(json!({"image": "python:3.11", "name": "e2e-ws"})).await;
     assert_eq!(created.status, 201, "{}", created.body);
     let session_id = created.body["sessionId"].as_str().unwrap().to_owned();

@@ -2,6 +2,7 @@
 //! its `BACKENDAI_*` environment, it is listed, it can end by itself or be destroyed, and unknown images and kernels
 //! are refused.
 
+use crate::conformance::wait::wait_until;
 use crate::error::ErrorKind;
 use crate::ids::KernelId;
 use crate::model::ImageInfo;
@@ -35,16 +36,10 @@ fn probe(lang: &str) -> &'static str {
 
 async fn connect(handle: &KernelHandle) -> Framed<UnixStream, AgentCodec> {
     let RunnerEndpoint::Unix(path) = &handle.endpoint;
-    let stream = tokio::time::timeout(WAIT, async {
-        loop {
-            match UnixStream::connect(path).await {
-                Ok(s) => return s,
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
+    let stream = wait_until(format!("the runner to listen on {}", path.display()), async || {
+        UnixStream::connect(path).await.ok()
     })
-    .await
-    .expect("the runner listens on the endpoint");
+    .await;
     Framed::new(stream, AgentCodec::default())
 }
 

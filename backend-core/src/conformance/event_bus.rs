@@ -89,11 +89,12 @@ pub async fn anycast_reaches_one_consumer_per_group(bus: &dyn EventBus) {
     }
     let mut got = Vec::new();
     while got.len() < n as usize {
-        let ev = tokio::select! {
-            Some(ev) = c1.next() => ev,
-            Some(ev) = c2.next() => ev,
-            _ = tokio::time::sleep(WAIT) => panic!("anycast events missing: got {} of {n}", got.len()),
+        let next = async {
+            tokio::select! { Some(ev) = c1.next() => ev, Some(ev) = c2.next() => ev }
         };
+        let ev = tokio::time::timeout(WAIT, next)
+            .await
+            .unwrap_or_else(|_| panic!("anycast events missing: got {} of {n}", got.len()));
         if let Event::KernelExited { exit_code: Some(c), .. } = ev {
             got.push(c);
         }

@@ -10,3 +10,4 @@ pub mod metadata_store;
 pub mod postgres;
 pub mod scheduler;
 pub mod storage;
+pub mod wait;
