@@ -180,8 +180,7 @@ impl Manager {
             statuses: Some(vec![SessionStatus::Pending]),
             limit: None,
         };
-        // count_sessions once the store split lands
-        Ok(self.store.list_sessions(&filter).await?.len())
+        self.store.count_sessions(&filter).await
     }
 
     /// Validates and records a new session, then waits as the request asks. The owner's keypair, user, resource
