@@ -26,10 +26,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cli;
 mod client;
 pub mod config;
 pub mod signing;
 
-pub use client::{folders, Client, EOF_INPUT, TIMEOUT_EXIT_CODE};
+pub use client::{admin, folders, Client, EOF_INPUT, TIMEOUT_EXIT_CODE};
 pub use config::{ClientConfig, ConfigError};
 pub use signing::signed_headers;
