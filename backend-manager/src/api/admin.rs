@@ -30,7 +30,11 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 /// Renders the result of `work` with `status`.
-async fn answer<T: serde::Serialize>(caller: Caller, status: StatusCode, work: impl Future<Output = Result<T>>) -> Response {
+async fn answer<T: serde::Serialize>(
+    caller: Caller,
+    status: StatusCode,
+    work: impl Future<Output = Result<T>>,
+) -> Response {
     let result = work.await;
     caller.decorate(match result {
         Ok(body) => json_reply(status, &body),
@@ -118,15 +122,13 @@ fn parts(m: Arc<Manager>) -> Parts {
 /// `GET` and `POST` of the collection, `GET` and `DELETE` of one record.
 pub fn resource<K: WritableKind>(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
     let (auth, with_m, limit) = parts(m);
-    let list = collection::<K>()
-        .and(warp::get())
-        .and(auth.clone())
-        .and(with_m.clone())
-        .and(warp::query::<K::Query>())
-        .then(|c: Caller, m: Arc<Manager>, q: K::Query| {
-            let role = c.keypair.role;
-            answer(c, StatusCode::OK, async move { Admin::new(m.store.as_ref(), role).list::<K>(&q).await })
-        });
+    let list =
+        collection::<K>().and(warp::get()).and(auth.clone()).and(with_m.clone()).and(warp::query::<K::Query>()).then(
+            |c: Caller, m: Arc<Manager>, q: K::Query| {
+                let role = c.keypair.role;
+                answer(c, StatusCode::OK, async move { Admin::new(m.store.as_ref(), role).list::<K>(&q).await })
+            },
+        );
     let create = collection::<K>()
         .and(warp::post())
         .and(auth.clone())
@@ -146,16 +148,15 @@ pub fn resource<K: WritableKind>(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
             })
         },
     );
-    let delete = item::<K>().and(warp::delete()).and(auth).and(with_m).then(
-        |raw: Vec<String>, c: Caller, m: Arc<Manager>| {
+    let delete =
+        item::<K>().and(warp::delete()).and(auth).and(with_m).then(|raw: Vec<String>, c: Caller, m: Arc<Manager>| {
             let role = c.keypair.role;
             answer(c, StatusCode::OK, async move {
                 let admin = Admin::new(m.store.as_ref(), role);
                 admin.authorize(K::WRITE_ROLE)?;
                 admin.delete::<K>(&key_of::<K>(&raw)?).await
             })
-        },
-    );
+        });
     list.or(create).unify().or(get).unify().or(delete).unify().boxed()
 }
 

@@ -3,13 +3,13 @@
 
 pub mod admin;
 
+use crate::cluster::ManagerSettings;
+use crate::standalone::{Standalone, StandaloneConfig};
 use anyhow::Context;
 use backend_client::cli::admin::{AdminCommand, KeypairCommand};
 use backend_core::config::ConfigStore;
 use backend_core::model::Role;
 use backend_core::store::MetadataStore;
-use crate::cluster::ManagerSettings;
-use crate::standalone::{Standalone, StandaloneConfig};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,9 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             stack.shutdown().await;
         }
         Command::Serve => crate::cluster::serve(&settings()?, terminated()).await?,
-        Command::StorageProxy { bind } => {
-            crate::cluster::serve_storage_proxy(&settings()?, bind, terminated()).await?
-        }
+        Command::StorageProxy { bind } => crate::cluster::serve_storage_proxy(&settings()?, bind, terminated()).await?,
         Command::Schema(cmd) => {
             let settings = settings()?;
             let store = settings.connect_db(&settings.connect_etcd().await?).await?;
@@ -155,8 +153,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             backend_core::store::fixtures::ensure_defaults(&store).await?;
             let admin = "admin@lablup.com";
             backend_core::store::fixtures::ensure_user(&store, admin, backend_core::model::Role::Superadmin).await?;
-            let create =
-                KeypairCommand::Create { user: admin.into(), role: Role::Admin, rate_limit: 30_000, policy: "default".into() };
+            let create = KeypairCommand::Create {
+                user: admin.into(),
+                role: Role::Admin,
+                rate_limit: 30_000,
+                policy: "default".into(),
+            };
             admin::run(&store, AdminCommand::Keypair(create)).await?;
         }
         Command::SharedConfig(cmd) => {
