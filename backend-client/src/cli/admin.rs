@@ -525,7 +525,11 @@ async fn policy(api: &impl ReplaceApi<KeyPairResourcePolicy>, cmd: PolicyCommand
     Ok(())
 }
 
-async fn scaling_group(api: &impl ReplaceApi<ScalingGroup>, cmd: ScalingGroupCommand, json: bool) -> Result<(), Failure> {
+async fn scaling_group(
+    api: &impl ReplaceApi<ScalingGroup>,
+    cmd: ScalingGroupCommand,
+    json: bool,
+) -> Result<(), Failure> {
     match cmd {
         ScalingGroupCommand::List => print_answer(json, &api.list(&NoFilter {}).await?, |list| {
             let rows: Vec<[&str; 5]> = list
@@ -612,7 +616,8 @@ mod tests {
         };
         assert_eq!(domain, "lab");
         assert_eq!(quota.slots(), ResourceSlots::from_pairs([("cpu", "4"), ("mem", "8g")]).unwrap());
-        let AdminCommand::Domain(DomainCommand::SetQuota { quota, .. }) = parse(&["domain", "set-quota", "d", "--slots="])
+        let AdminCommand::Domain(DomainCommand::SetQuota { quota, .. }) =
+            parse(&["domain", "set-quota", "d", "--slots="])
         else {
             panic!("not a set-quota command")
         };

@@ -223,7 +223,6 @@ pub(crate) fn print_table<const N: usize>(header: [&str; N], rows: &[[&str; N]])
     rows.iter().for_each(line);
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! superadmin one); deletions answer the deleted record.
 
 use super::{to_json, Client};
-use backend_core::api::admin::{AdminApi, AdminKind, KeyPairSpec, RecordKind, ReplaceApi, UserSpec};
+use backend_core::api::admin::{AdminApi, AdminKind, KeyPairSpec, PathKey, RecordKind, ReplaceApi, UserSpec};
 use backend_core::error::{Error, Result};
 use backend_core::model::{KeyPair, User};
 use reqwest::Method;
@@ -37,7 +37,8 @@ impl Client {
 
 /// The query parameters of a list query: its fields that are set, as text.
 fn query_pairs(query: &impl serde::Serialize) -> Result<Vec<(String, String)>> {
-    let value = serde_json::to_value(query).map_err(|e| Error::Internal { msg: format!("cannot encode query: {e}") })?;
+    let value =
+        serde_json::to_value(query).map_err(|e| Error::Internal { msg: format!("cannot encode query: {e}") })?;
     let serde_json::Value::Object(fields) = value else { return Ok(Vec::new()) };
     Ok(fields
         .into_iter()
@@ -60,7 +61,7 @@ impl<K: AdminKind> AdminCalls<'_, K> {
         key: &K::Key,
         body: Option<Vec<u8>>,
     ) -> Result<T> {
-        let segments = K::key_segments(key);
+        let segments = key.segments();
         let path: Vec<&str> = Self::collection().into_iter().chain(segments.iter().map(String::as_str)).collect();
         self.client.call(method, &path, &[], body).await
     }

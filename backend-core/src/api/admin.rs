@@ -389,8 +389,8 @@ pub struct NoFilter {}
 /// One kind of administrative record, as the `/admin/...` API shows it: `/admin/{COLLECTION}` lists (`GET`) and
 /// creates (`POST`), `/admin/{COLLECTION}/{key...}` reads (`GET`) and deletes (`DELETE`).
 pub trait AdminKind: Send + Sync + Sized + 'static {
-    /// What names one record; [`AdminKind::KEY_SEGMENTS`] path segments.
-    type Key: Clone + Debug + Send + Sync + 'static;
+    /// What names one record, in [`PathKey::SEGMENTS`] path segments.
+    type Key: PathKey;
     /// The body of `POST` (and of `PUT`, for a [`RecordKind`]).
     type Spec: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static;
     /// What `GET`, `PUT` and `DELETE` of one record answer.
@@ -404,17 +404,11 @@ pub trait AdminKind: Send + Sync + Sized + 'static {
 
     /// The collection's path segment after `/admin/`.
     const COLLECTION: &'static str;
-    /// How many path segments a key takes.
-    const KEY_SEGMENTS: usize;
     /// The least role that reads.
     const READ_ROLE: Role;
     /// The least role that creates, replaces and deletes.
     const WRITE_ROLE: Role;
 
-    /// The key's path segments (not yet percent-encoded), [`AdminKind::KEY_SEGMENTS`] of them.
-    fn key_segments(key: &Self::Key) -> Vec<String>;
-    /// The key of [`AdminKind::KEY_SEGMENTS`] decoded path segments.
-    fn parse_key(segments: &[String]) -> Result<Self::Key>;
     /// The record a key names, for messages: `group ml in domain default`.
     fn describe(key: &Self::Key) -> String;
     /// The list answer of some records.
@@ -448,11 +442,55 @@ fn same_name(path: &str, body: &str, what: &str) -> Result<String> {
     }
 }
 
-/// The one segment of a one-segment key.
-fn one_segment(segments: &[String]) -> Result<String> {
-    match segments {
-        [one] => Ok(one.clone()),
-        _ => Err(Error::InvalidParams { msg: format!("expected one path segment, got {}", segments.len()) }),
+/// A key of administrative records, as the path segments after the collection's.
+pub trait PathKey: Clone + Debug + Send + Sync + Sized + 'static {
+    /// How many path segments it takes.
+    const SEGMENTS: usize;
+    /// Its path segments (not yet percent-encoded), [`PathKey::SEGMENTS`] of them.
+    fn segments(&self) -> Vec<String>;
+    /// The key of [`PathKey::SEGMENTS`] decoded path segments.
+    fn from_segments(segments: &[String]) -> Result<Self>;
+}
+
+fn wrong_segments(expected: usize, segments: &[String]) -> Error {
+    Error::InvalidParams { msg: format!("expected {expected} path segment(s), got {}", segments.len()) }
+}
+
+/// A name: domains, users (the e-mail), resource policies, scaling groups.
+impl PathKey for String {
+    const SEGMENTS: usize = 1;
+    fn segments(&self) -> Vec<String> {
+        vec![self.clone()]
+    }
+    fn from_segments(segments: &[String]) -> Result<Self> {
+        match segments {
+            [name] => Ok(name.clone()),
+            _ => Err(wrong_segments(1, segments)),
+        }
+    }
+}
+
+/// A domain, then a name in it: groups.
+impl PathKey for (String, String) {
+    const SEGMENTS: usize = 2;
+    fn segments(&self) -> Vec<String> {
+        vec![self.0.clone(), self.1.clone()]
+    }
+    fn from_segments(segments: &[String]) -> Result<Self> {
+        match segments {
+            [domain, name] => Ok((domain.clone(), name.clone())),
+            _ => Err(wrong_segments(2, segments)),
+        }
+    }
+}
+
+impl PathKey for AccessKey {
+    const SEGMENTS: usize = 1;
+    fn segments(&self) -> Vec<String> {
+        vec![self.to_string()]
+    }
+    fn from_segments(segments: &[String]) -> Result<Self> {
+        String::from_segments(segments).map(AccessKey::from)
     }
 }
 
@@ -464,16 +502,9 @@ impl AdminKind for Domain {
     type List = DomainList;
     type Query = NoFilter;
     const COLLECTION: &'static str = "domains";
-    const KEY_SEGMENTS: usize = 1;
     const READ_ROLE: Role = Role::Superadmin;
     const WRITE_ROLE: Role = Role::Superadmin;
 
-    fn key_segments(key: &String) -> Vec<String> {
-        vec![key.clone()]
-    }
-    fn parse_key(segments: &[String]) -> Result<String> {
-        one_segment(segments)
-    }
     fn describe(key: &String) -> String {
         format!("domain {key}")
     }
@@ -517,19 +548,9 @@ impl AdminKind for Group {
     type List = GroupList;
     type Query = DomainFilter;
     const COLLECTION: &'static str = "groups";
-    const KEY_SEGMENTS: usize = 2;
     const READ_ROLE: Role = Role::Admin;
     const WRITE_ROLE: Role = Role::Admin;
 
-    fn key_segments((domain, name): &(String, String)) -> Vec<String> {
-        vec![domain.clone(), name.clone()]
-    }
-    fn parse_key(segments: &[String]) -> Result<(String, String)> {
-        match segments {
-            [domain, name] => Ok((domain.clone(), name.clone())),
-            _ => Err(Error::InvalidParams { msg: format!("expected two path segments, got {}", segments.len()) }),
-        }
-    }
     fn describe((domain, name): &(String, String)) -> String {
         format!("group {name} in domain {domain}")
     }
@@ -574,16 +595,9 @@ impl AdminKind for User {
     type List = UserList;
     type Query = DomainFilter;
     const COLLECTION: &'static str = "users";
-    const KEY_SEGMENTS: usize = 1;
     const READ_ROLE: Role = Role::Admin;
     const WRITE_ROLE: Role = Role::Admin;
 
-    fn key_segments(key: &String) -> Vec<String> {
-        vec![key.clone()]
-    }
-    fn parse_key(segments: &[String]) -> Result<String> {
-        one_segment(segments)
-    }
     fn describe(key: &String) -> String {
         format!("user {key}")
     }
@@ -628,16 +642,9 @@ impl AdminKind for KeyPairResourcePolicy {
     type List = ResourcePolicyList;
     type Query = NoFilter;
     const COLLECTION: &'static str = "resource-policies";
-    const KEY_SEGMENTS: usize = 1;
     const READ_ROLE: Role = Role::Superadmin;
     const WRITE_ROLE: Role = Role::Superadmin;
 
-    fn key_segments(key: &String) -> Vec<String> {
-        vec![key.clone()]
-    }
-    fn parse_key(segments: &[String]) -> Result<String> {
-        one_segment(segments)
-    }
     fn describe(key: &String) -> String {
         format!("resource policy {key}")
     }
@@ -686,16 +693,9 @@ impl AdminKind for ScalingGroup {
     type List = ScalingGroupList;
     type Query = NoFilter;
     const COLLECTION: &'static str = "scaling-groups";
-    const KEY_SEGMENTS: usize = 1;
     const READ_ROLE: Role = Role::Admin;
     const WRITE_ROLE: Role = Role::Superadmin;
 
-    fn key_segments(key: &String) -> Vec<String> {
-        vec![key.clone()]
-    }
-    fn parse_key(segments: &[String]) -> Result<String> {
-        one_segment(segments)
-    }
     fn describe(key: &String) -> String {
         format!("scaling group {key}")
     }
@@ -741,16 +741,9 @@ impl AdminKind for KeyPair {
     type List = KeyPairList;
     type Query = NoFilter;
     const COLLECTION: &'static str = "keypairs";
-    const KEY_SEGMENTS: usize = 1;
     const READ_ROLE: Role = Role::Admin;
     const WRITE_ROLE: Role = Role::Admin;
 
-    fn key_segments(key: &AccessKey) -> Vec<String> {
-        vec![key.to_string()]
-    }
-    fn parse_key(segments: &[String]) -> Result<AccessKey> {
-        one_segment(segments).map(AccessKey::from)
-    }
     fn describe(key: &AccessKey) -> String {
         format!("keypair {key}")
     }

@@ -19,7 +19,7 @@ use super::{authenticated, Caller};
 use crate::service::admin::{Admin, StoredRecord, WritableKind};
 use crate::Manager;
 use backend_agent::http::{error_reply, json_object, json_reply};
-use backend_core::api::admin::AdminKind;
+use backend_core::api::admin::{AdminKind, PathKey};
 use backend_core::error::{Error, Result};
 use backend_core::model::{Domain, Group, KeyPair, KeyPairResourcePolicy, ScalingGroup, User};
 use std::future::Future;
@@ -64,7 +64,7 @@ fn segment(raw: &str) -> Result<String> {
 /// The key of the raw path segments of a kind.
 fn key_of<K: AdminKind>(raw: &[String]) -> Result<K::Key> {
     let decoded = raw.iter().map(|s| segment(s)).collect::<Result<Vec<_>>>()?;
-    K::parse_key(&decoded)
+    K::Key::from_segments(&decoded)
 }
 
 /// Every `/admin/...` route.
@@ -100,7 +100,7 @@ fn collection<K: AdminKind>() -> BoxedFilter<()> {
 /// `/admin/{COLLECTION}/{key...}`, answering the key's raw segments.
 fn item<K: AdminKind>() -> BoxedFilter<(Vec<String>,)> {
     let mut key = warp::path("admin").and(warp::path(K::COLLECTION)).map(Vec::new).boxed();
-    for _ in 0..K::KEY_SEGMENTS {
+    for _ in 0..K::Key::SEGMENTS {
         key = key
             .and(warp::path::param::<String>())
             .map(|mut segments: Vec<String>, s: String| {
