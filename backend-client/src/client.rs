@@ -1,7 +1,7 @@
 //! [`Client`]: one typed method per API call, plus [`Client::execute_to_end`] and [`Client::run_code`], which drive
 //! a run through `continued` and `waiting-input` to its end.
 
-mod admin;
+pub mod admin;
 pub mod folders;
 
 use crate::config::{ClientConfig, ConfigError};

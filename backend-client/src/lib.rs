@@ -3,6 +3,8 @@
 //! [`Client`] signs every request with a keypair (see [`signing`]) and speaks the wire types of
 //! [`backend_core::api`]; an error answer is decoded from its problem+json body into
 //! [`backend_core::Error::Remote`], and a server that cannot be reached is [`backend_core::Error::Unavailable`].
+//! Administration is one generic call set per kind: `client.admin::<Domain>().list()` ([`admin`]). [`cli`] is the
+//! `bai` command line; its [`cli::admin`] subcommands are also `backend-manager`'s.
 //!
 //! ```no_run
 //! use backend_client::{Client, ClientConfig};
@@ -26,10 +28,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cli;
 mod client;
 pub mod config;
 pub mod signing;
 
-pub use client::{folders, Client, EOF_INPUT, TIMEOUT_EXIT_CODE};
+pub use client::{admin, folders, Client, EOF_INPUT, TIMEOUT_EXIT_CODE};
 pub use config::{ClientConfig, ConfigError};
 pub use signing::signed_headers;

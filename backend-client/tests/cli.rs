@@ -427,9 +427,9 @@ async fn admin_quotas_and_agent_selectors_are_set_and_shown() {
     let stack = start(dir.path()).await;
     let bai = Bai::new(&stack, &stack.admin);
 
-    bai.ok(&["admin", "domain", "create", "lab", "--cpu", "16"]).await;
-    bai.ok(&["admin", "group", "create", "ml", "--domain", "lab", "--cpu", "4", "--mem", "8g"]).await;
-    let out = bai.ok(&["admin", "group", "set-quota", "ml", "--domain", "lab", "--cpu", "2"]).await;
+    bai.ok(&["admin", "domain", "create", "lab", "--slots", "cpu=16"]).await;
+    bai.ok(&["admin", "group", "create", "ml", "--domain", "lab", "--slots", "cpu=4,mem=8g"]).await;
+    let out = bai.ok(&["admin", "group", "set-quota", "ml", "--domain", "lab", "--slots", "cpu=2"]).await;
     assert!(out.stdout.contains("total resource slots cpu=2"), "{out:?}");
     let out = bai.ok(&["--json", "admin", "group", "list", "--domain", "lab"]).await;
     let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));

@@ -29,6 +29,7 @@ pub mod events;
 pub mod ids;
 pub mod live;
 pub mod model;
+pub mod query;
 pub mod runner;
 pub mod runtime;
 pub mod scheduler;

@@ -3,13 +3,21 @@
 //!
 //! A `POST` body is a spec with the record's name; a `PUT` body is the same spec, whose name may be left out (the
 //! path gives it). Records are answered as the [`crate::model`] types; lists as an object with one array.
+//!
+//! Every kind is described once by [`AdminKind`] (implemented by its record type: [`Domain`], [`Group`], [`User`],
+//! [`KeyPairResourcePolicy`], [`ScalingGroup`], [`KeyPair`]); the kinds a `PUT` can replace also by
+//! [`RecordKind`]. [`AdminApi`] and [`ReplaceApi`] are the operations over one kind, which the client implements over
+//! HTTP and the manager's service over its store.
 
 use crate::error::{Error, Result};
 use crate::ids::AccessKey;
 use crate::model::{Domain, Group, KeyPair, KeyPairResourcePolicy, Role, ScalingGroup, User};
 use crate::slots::ResourceSlots;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
 
 fn yes() -> bool {
     true
@@ -372,6 +380,401 @@ pub struct KeyPairList {
 pub struct DomainFilter {
     /// Only this domain's.
     pub domain: Option<String>,
+}
+
+/// Query of the lists that take none (unknown parameters are ignored, as they always were).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoFilter {}
+
+/// One kind of administrative record, as the `/admin/...` API shows it: `/admin/{COLLECTION}` lists (`GET`) and
+/// creates (`POST`), `/admin/{COLLECTION}/{key...}` reads (`GET`) and deletes (`DELETE`).
+pub trait AdminKind: Send + Sync + Sized + 'static {
+    /// What names one record, in [`PathKey::SEGMENTS`] path segments.
+    type Key: PathKey;
+    /// The body of `POST` (and of `PUT`, for a [`RecordKind`]).
+    type Spec: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static;
+    /// What `GET`, `PUT` and `DELETE` of one record answer.
+    type Record: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static;
+    /// What `POST` answers: the record, or for keypairs the keypair with its secret.
+    type Created: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+    /// What `GET` of the collection answers.
+    type List: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+    /// The query of `GET` of the collection.
+    type Query: Serialize + DeserializeOwned + Default + Clone + Debug + Send + Sync + 'static;
+
+    /// The collection's path segment after `/admin/`.
+    const COLLECTION: &'static str;
+    /// The least role that reads.
+    const READ_ROLE: Role;
+    /// The least role that creates, replaces and deletes.
+    const WRITE_ROLE: Role;
+
+    /// The record a key names, for messages: `group ml in domain default`.
+    fn describe(key: &Self::Key) -> String;
+    /// The list answer of some records.
+    fn list_of(records: Vec<Self::Record>) -> Self::List;
+    /// The records of a list answer.
+    fn records(list: &Self::List) -> &[Self::Record];
+}
+
+/// A kind whose `POST` answers the record itself and whose records `PUT` creates or replaces (every kind but
+/// keypairs).
+pub trait RecordKind: AdminKind<Created = <Self as AdminKind>::Record> {
+    /// The key of a record.
+    fn key_of(record: &Self::Record) -> Self::Key;
+    /// When a record was created (a replacement keeps it).
+    fn created_at(record: &Self::Record) -> DateTime<Utc>;
+    /// The record a spec describes, after validation.
+    fn build(spec: Self::Spec, created_at: DateTime<Utc>) -> Result<Self::Record>;
+    /// A `PUT` body under its path's key: the key's parts replace the body's, whose name must be empty or the
+    /// path's.
+    fn keyed(spec: Self::Spec, key: &Self::Key) -> Result<Self::Spec>;
+    /// The spec that rebuilds a record (to change one field of it).
+    fn spec_of(record: &Self::Record) -> Self::Spec;
+}
+
+/// The name a `PUT` body gives, which must be empty or the path's.
+fn same_name(path: &str, body: &str, what: &str) -> Result<String> {
+    if body.is_empty() || body == path {
+        Ok(path.to_owned())
+    } else {
+        Err(Error::InvalidParams { msg: format!("the body names {what} {body:?} but the path {path:?}") })
+    }
+}
+
+/// A key of administrative records, as the path segments after the collection's.
+pub trait PathKey: Clone + Debug + Send + Sync + Sized + 'static {
+    /// How many path segments it takes.
+    const SEGMENTS: usize;
+    /// Its path segments (not yet percent-encoded), [`PathKey::SEGMENTS`] of them.
+    fn segments(&self) -> Vec<String>;
+    /// The key of [`PathKey::SEGMENTS`] decoded path segments.
+    fn from_segments(segments: &[String]) -> Result<Self>;
+}
+
+fn wrong_segments(expected: usize, segments: &[String]) -> Error {
+    Error::InvalidParams { msg: format!("expected {expected} path segment(s), got {}", segments.len()) }
+}
+
+/// A name: domains, users (the e-mail), resource policies, scaling groups.
+impl PathKey for String {
+    const SEGMENTS: usize = 1;
+    fn segments(&self) -> Vec<String> {
+        vec![self.clone()]
+    }
+    fn from_segments(segments: &[String]) -> Result<Self> {
+        match segments {
+            [name] => Ok(name.clone()),
+            _ => Err(wrong_segments(1, segments)),
+        }
+    }
+}
+
+/// A domain, then a name in it: groups.
+impl PathKey for (String, String) {
+    const SEGMENTS: usize = 2;
+    fn segments(&self) -> Vec<String> {
+        vec![self.0.clone(), self.1.clone()]
+    }
+    fn from_segments(segments: &[String]) -> Result<Self> {
+        match segments {
+            [domain, name] => Ok((domain.clone(), name.clone())),
+            _ => Err(wrong_segments(2, segments)),
+        }
+    }
+}
+
+impl PathKey for AccessKey {
+    const SEGMENTS: usize = 1;
+    fn segments(&self) -> Vec<String> {
+        vec![self.to_string()]
+    }
+    fn from_segments(segments: &[String]) -> Result<Self> {
+        String::from_segments(segments).map(AccessKey::from)
+    }
+}
+
+impl AdminKind for Domain {
+    type Key = String;
+    type Spec = DomainSpec;
+    type Record = Domain;
+    type Created = Domain;
+    type List = DomainList;
+    type Query = NoFilter;
+    const COLLECTION: &'static str = "domains";
+    const READ_ROLE: Role = Role::Superadmin;
+    const WRITE_ROLE: Role = Role::Superadmin;
+
+    fn describe(key: &String) -> String {
+        format!("domain {key}")
+    }
+    fn list_of(domains: Vec<Domain>) -> DomainList {
+        DomainList { domains }
+    }
+    fn records(list: &DomainList) -> &[Domain] {
+        &list.domains
+    }
+}
+
+impl RecordKind for Domain {
+    fn key_of(d: &Domain) -> String {
+        d.name.clone()
+    }
+    fn created_at(d: &Domain) -> DateTime<Utc> {
+        d.created_at
+    }
+    fn build(spec: DomainSpec, created_at: DateTime<Utc>) -> Result<Domain> {
+        spec.into_model(created_at)
+    }
+    fn keyed(spec: DomainSpec, key: &String) -> Result<DomainSpec> {
+        Ok(DomainSpec { name: same_name(key, &spec.name, "domain")?, ..spec })
+    }
+    fn spec_of(d: &Domain) -> DomainSpec {
+        DomainSpec {
+            name: d.name.clone(),
+            description: d.description.clone(),
+            is_active: d.is_active,
+            total_resource_slots: d.total_resource_slots.clone(),
+        }
+    }
+}
+
+impl AdminKind for Group {
+    /// Domain, then name.
+    type Key = (String, String);
+    type Spec = GroupSpec;
+    type Record = Group;
+    type Created = Group;
+    type List = GroupList;
+    type Query = DomainFilter;
+    const COLLECTION: &'static str = "groups";
+    const READ_ROLE: Role = Role::Admin;
+    const WRITE_ROLE: Role = Role::Admin;
+
+    fn describe((domain, name): &(String, String)) -> String {
+        format!("group {name} in domain {domain}")
+    }
+    fn list_of(groups: Vec<Group>) -> GroupList {
+        GroupList { groups }
+    }
+    fn records(list: &GroupList) -> &[Group] {
+        &list.groups
+    }
+}
+
+impl RecordKind for Group {
+    fn key_of(g: &Group) -> (String, String) {
+        (g.domain.clone(), g.name.clone())
+    }
+    fn created_at(g: &Group) -> DateTime<Utc> {
+        g.created_at
+    }
+    fn build(spec: GroupSpec, created_at: DateTime<Utc>) -> Result<Group> {
+        spec.into_model(created_at)
+    }
+    fn keyed(spec: GroupSpec, (domain, name): &(String, String)) -> Result<GroupSpec> {
+        Ok(GroupSpec { name: same_name(name, &spec.name, "group")?, domain: domain.clone(), ..spec })
+    }
+    fn spec_of(g: &Group) -> GroupSpec {
+        GroupSpec {
+            name: g.name.clone(),
+            domain: g.domain.clone(),
+            description: g.description.clone(),
+            is_active: g.is_active,
+            total_resource_slots: g.total_resource_slots.clone(),
+        }
+    }
+}
+
+impl AdminKind for User {
+    /// The e-mail address.
+    type Key = String;
+    type Spec = UserSpec;
+    type Record = User;
+    type Created = User;
+    type List = UserList;
+    type Query = DomainFilter;
+    const COLLECTION: &'static str = "users";
+    const READ_ROLE: Role = Role::Admin;
+    const WRITE_ROLE: Role = Role::Admin;
+
+    fn describe(key: &String) -> String {
+        format!("user {key}")
+    }
+    fn list_of(users: Vec<User>) -> UserList {
+        UserList { users }
+    }
+    fn records(list: &UserList) -> &[User] {
+        &list.users
+    }
+}
+
+impl RecordKind for User {
+    fn key_of(u: &User) -> String {
+        u.email.clone()
+    }
+    fn created_at(u: &User) -> DateTime<Utc> {
+        u.created_at
+    }
+    fn build(spec: UserSpec, created_at: DateTime<Utc>) -> Result<User> {
+        spec.into_model(created_at)
+    }
+    fn keyed(spec: UserSpec, key: &String) -> Result<UserSpec> {
+        Ok(UserSpec { email: same_name(key, &spec.email, "user")?, ..spec })
+    }
+    fn spec_of(u: &User) -> UserSpec {
+        UserSpec {
+            email: u.email.clone(),
+            username: Some(u.username.clone()),
+            domain: u.domain.clone(),
+            role: u.role,
+            is_active: u.is_active,
+            groups: u.groups.clone(),
+        }
+    }
+}
+
+impl AdminKind for KeyPairResourcePolicy {
+    type Key = String;
+    type Spec = ResourcePolicySpec;
+    type Record = KeyPairResourcePolicy;
+    type Created = KeyPairResourcePolicy;
+    type List = ResourcePolicyList;
+    type Query = NoFilter;
+    const COLLECTION: &'static str = "resource-policies";
+    const READ_ROLE: Role = Role::Superadmin;
+    const WRITE_ROLE: Role = Role::Superadmin;
+
+    fn describe(key: &String) -> String {
+        format!("resource policy {key}")
+    }
+    fn list_of(resource_policies: Vec<KeyPairResourcePolicy>) -> ResourcePolicyList {
+        ResourcePolicyList { resource_policies }
+    }
+    fn records(list: &ResourcePolicyList) -> &[KeyPairResourcePolicy] {
+        &list.resource_policies
+    }
+}
+
+impl RecordKind for KeyPairResourcePolicy {
+    fn key_of(p: &KeyPairResourcePolicy) -> String {
+        p.name.clone()
+    }
+    fn created_at(p: &KeyPairResourcePolicy) -> DateTime<Utc> {
+        p.created_at
+    }
+    fn build(spec: ResourcePolicySpec, created_at: DateTime<Utc>) -> Result<KeyPairResourcePolicy> {
+        spec.into_model(created_at)
+    }
+    fn keyed(spec: ResourcePolicySpec, key: &String) -> Result<ResourcePolicySpec> {
+        Ok(ResourcePolicySpec { name: same_name(key, &spec.name, "resource policy")?, ..spec })
+    }
+    fn spec_of(p: &KeyPairResourcePolicy) -> ResourcePolicySpec {
+        ResourcePolicySpec {
+            name: p.name.clone(),
+            total_resource_slots: p.total_resource_slots.clone(),
+            max_concurrent_sessions: p.max_concurrent_sessions,
+            max_containers_per_session: p.max_containers_per_session,
+            max_pending_session_count: p.max_pending_session_count,
+            idle_timeout: p.idle_timeout,
+            max_session_lifetime: p.max_session_lifetime,
+            allowed_vfolder_hosts: p.allowed_vfolder_hosts.clone(),
+            max_vfolder_count: p.max_vfolder_count,
+            max_quota_scope_size: p.max_quota_scope_size,
+        }
+    }
+}
+
+impl AdminKind for ScalingGroup {
+    type Key = String;
+    type Spec = ScalingGroupSpec;
+    type Record = ScalingGroup;
+    type Created = ScalingGroup;
+    type List = ScalingGroupList;
+    type Query = NoFilter;
+    const COLLECTION: &'static str = "scaling-groups";
+    const READ_ROLE: Role = Role::Admin;
+    const WRITE_ROLE: Role = Role::Superadmin;
+
+    fn describe(key: &String) -> String {
+        format!("scaling group {key}")
+    }
+    fn list_of(scaling_groups: Vec<ScalingGroup>) -> ScalingGroupList {
+        ScalingGroupList { scaling_groups }
+    }
+    fn records(list: &ScalingGroupList) -> &[ScalingGroup] {
+        &list.scaling_groups
+    }
+}
+
+impl RecordKind for ScalingGroup {
+    fn key_of(g: &ScalingGroup) -> String {
+        g.name.clone()
+    }
+    fn created_at(g: &ScalingGroup) -> DateTime<Utc> {
+        g.created_at
+    }
+    fn build(spec: ScalingGroupSpec, created_at: DateTime<Utc>) -> Result<ScalingGroup> {
+        spec.into_model(created_at)
+    }
+    fn keyed(spec: ScalingGroupSpec, key: &String) -> Result<ScalingGroupSpec> {
+        Ok(ScalingGroupSpec { name: same_name(key, &spec.name, "scaling group")?, ..spec })
+    }
+    fn spec_of(g: &ScalingGroup) -> ScalingGroupSpec {
+        ScalingGroupSpec {
+            name: g.name.clone(),
+            description: g.description.clone(),
+            is_active: g.is_active,
+            scheduler: g.scheduler.clone(),
+            agent_selector: g.agent_selector.clone(),
+        }
+    }
+}
+
+/// Keypairs: `GET` answers them without their secret, `POST` with it (the only time it is shown), `DELETE` revokes
+/// (the keypair stays, inactive) and there is no `PUT`.
+impl AdminKind for KeyPair {
+    type Key = AccessKey;
+    type Spec = KeyPairSpec;
+    type Record = KeyPairInfo;
+    type Created = KeyPair;
+    type List = KeyPairList;
+    type Query = NoFilter;
+    const COLLECTION: &'static str = "keypairs";
+    const READ_ROLE: Role = Role::Admin;
+    const WRITE_ROLE: Role = Role::Admin;
+
+    fn describe(key: &AccessKey) -> String {
+        format!("keypair {key}")
+    }
+    fn list_of(keypairs: Vec<KeyPairInfo>) -> KeyPairList {
+        KeyPairList { keypairs }
+    }
+    fn records(list: &KeyPairList) -> &[KeyPairInfo] {
+        &list.keypairs
+    }
+}
+
+/// The administration operations over one kind, for one caller: the client implements them over HTTP, the
+/// manager's service on its store. Errors are the API's (`NotFound`, `AlreadyExists`, `Forbidden`, `Conflict`, ...).
+#[async_trait]
+pub trait AdminApi<K: AdminKind>: Sync {
+    /// `GET /admin/{COLLECTION}`.
+    async fn list(&self, query: &K::Query) -> Result<K::List>;
+    /// `GET /admin/{COLLECTION}/{key}`.
+    async fn get(&self, key: &K::Key) -> Result<K::Record>;
+    /// `POST /admin/{COLLECTION}`: creates a record (`AlreadyExists` when its key is taken).
+    async fn create(&self, spec: &K::Spec) -> Result<K::Created>;
+    /// `DELETE /admin/{COLLECTION}/{key}`: answers the deleted (for keypairs: revoked) record.
+    async fn delete(&self, key: &K::Key) -> Result<K::Record>;
+}
+
+/// `PUT /admin/{COLLECTION}/{key}` of a [`RecordKind`]: creates or replaces a record (a replaced one keeps its
+/// `created_at`).
+#[async_trait]
+pub trait ReplaceApi<K: RecordKind>: AdminApi<K> {
+    /// Creates or replaces the record `key` names.
+    async fn put(&self, key: &K::Key, spec: &K::Spec) -> Result<K::Record>;
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `bai folder ...`: virtual folders, their files, transfers with progress bars, and sharing, through `/folders`.
 
-use super::{print_answer, print_json, print_table, write_stdout, Failure};
-use backend_client::Client;
+use super::{print_answer, print_json, print_table, Failure};
+use crate::Client;
 use backend_core::vfolder::{UsageMode, VFolderPermission};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
