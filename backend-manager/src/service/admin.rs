@@ -64,16 +64,6 @@ fn found<K: AdminKind>(record: Option<K::Record>, key: &K::Key) -> Result<K::Rec
     record.ok_or_else(|| Error::NotFound { what: K::describe(key) })
 }
 
-/// The check-then-put every kind's [`StoredRecord::insert`] does until the store answers `AlreadyExists` from one
-/// insert itself; two concurrent creates may both pass the check, and the second then replaces the first.
-async fn insert_unless_taken<K: StoredRecord>(store: &dyn MetadataStore, record: &K::Record) -> Result<()> {
-    let key = K::key_of(record);
-    if K::fetch(store, &key).await?.is_some() {
-        return Err(Error::AlreadyExists { msg: K::describe(&key) });
-    }
-    K::put(store, record).await
-}
-
 #[async_trait]
 impl<K: StoredRecord> WritableKind for K {
     async fn create(store: &dyn MetadataStore, caller: Role, spec: K::Spec) -> Result<K::Record> {
@@ -188,7 +178,7 @@ impl StoredKind for Domain {
 #[async_trait]
 impl StoredRecord for Domain {
     async fn insert(store: &dyn MetadataStore, domain: &Domain) -> Result<()> {
-        insert_unless_taken::<Self>(store, domain).await
+        store.insert_domain(domain).await
     }
     async fn put(store: &dyn MetadataStore, domain: &Domain) -> Result<()> {
         store.put_domain(domain).await
@@ -211,7 +201,7 @@ impl StoredKind for Group {
 #[async_trait]
 impl StoredRecord for Group {
     async fn insert(store: &dyn MetadataStore, group: &Group) -> Result<()> {
-        insert_unless_taken::<Self>(store, group).await
+        store.insert_group(group).await
     }
     async fn put(store: &dyn MetadataStore, group: &Group) -> Result<()> {
         store.put_group(group).await
@@ -234,7 +224,7 @@ impl StoredKind for User {
 #[async_trait]
 impl StoredRecord for User {
     async fn insert(store: &dyn MetadataStore, user: &User) -> Result<()> {
-        insert_unless_taken::<Self>(store, user).await
+        store.insert_user(user).await
     }
     async fn put(store: &dyn MetadataStore, user: &User) -> Result<()> {
         store.put_user(user).await
@@ -271,7 +261,7 @@ impl StoredKind for KeyPairResourcePolicy {
 #[async_trait]
 impl StoredRecord for KeyPairResourcePolicy {
     async fn insert(store: &dyn MetadataStore, policy: &KeyPairResourcePolicy) -> Result<()> {
-        insert_unless_taken::<Self>(store, policy).await
+        store.insert_resource_policy(policy).await
     }
     async fn put(store: &dyn MetadataStore, policy: &KeyPairResourcePolicy) -> Result<()> {
         store.put_resource_policy(policy).await
@@ -294,7 +284,7 @@ impl StoredKind for ScalingGroup {
 #[async_trait]
 impl StoredRecord for ScalingGroup {
     async fn insert(store: &dyn MetadataStore, group: &ScalingGroup) -> Result<()> {
-        insert_unless_taken::<Self>(store, group).await
+        store.insert_scaling_group(group).await
     }
     async fn put(store: &dyn MetadataStore, group: &ScalingGroup) -> Result<()> {
         store.put_scaling_group(group).await
