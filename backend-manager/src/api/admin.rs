@@ -16,7 +16,7 @@
 //! [`replace`] adds `PUT` to the kinds that have it.
 
 use super::{authenticated, Caller};
-use crate::service::admin::{Admin, StoredRecord, WritableKind};
+use crate::service::admin::{StoredRecord, WritableKind};
 use crate::Manager;
 use backend_agent::http::{error_reply, json_object, json_reply};
 use backend_core::api::admin::{AdminKind, PathKey};
@@ -126,7 +126,7 @@ pub fn resource<K: WritableKind>(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         collection::<K>().and(warp::get()).and(auth.clone()).and(with_m.clone()).and(warp::query::<K::Query>()).then(
             |c: Caller, m: Arc<Manager>, q: K::Query| {
                 let role = c.keypair.role;
-                answer(c, StatusCode::OK, async move { Admin::new(m.store.as_ref(), role).list::<K>(&q).await })
+                answer(c, StatusCode::OK, async move { m.admin(role).list::<K>(&q).await })
             },
         );
     let create = collection::<K>()
@@ -136,13 +136,13 @@ pub fn resource<K: WritableKind>(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         .and(json_object::<K::Spec>(limit))
         .then(|c: Caller, m: Arc<Manager>, spec: K::Spec| {
             let role = c.keypair.role;
-            answer(c, StatusCode::CREATED, async move { Admin::new(m.store.as_ref(), role).create::<K>(spec).await })
+            answer(c, StatusCode::CREATED, async move { m.admin(role).create::<K>(spec).await })
         });
     let get = item::<K>().and(warp::get()).and(auth.clone()).and(with_m.clone()).then(
         |raw: Vec<String>, c: Caller, m: Arc<Manager>| {
             let role = c.keypair.role;
             answer(c, StatusCode::OK, async move {
-                let admin = Admin::new(m.store.as_ref(), role);
+                let admin = m.admin(role);
                 admin.authorize(K::READ_ROLE)?;
                 admin.get::<K>(&key_of::<K>(&raw)?).await
             })
@@ -152,7 +152,7 @@ pub fn resource<K: WritableKind>(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         item::<K>().and(warp::delete()).and(auth).and(with_m).then(|raw: Vec<String>, c: Caller, m: Arc<Manager>| {
             let role = c.keypair.role;
             answer(c, StatusCode::OK, async move {
-                let admin = Admin::new(m.store.as_ref(), role);
+                let admin = m.admin(role);
                 admin.authorize(K::WRITE_ROLE)?;
                 admin.delete::<K>(&key_of::<K>(&raw)?).await
             })
@@ -171,7 +171,7 @@ pub fn replace<K: StoredRecord>(m: Arc<Manager>) -> BoxedFilter<(Response,)> {
         .then(|raw: Vec<String>, c: Caller, m: Arc<Manager>, spec: K::Spec| {
             let role = c.keypair.role;
             answer(c, StatusCode::OK, async move {
-                let admin = Admin::new(m.store.as_ref(), role);
+                let admin = m.admin(role);
                 admin.authorize(K::WRITE_ROLE)?;
                 admin.put::<K>(&key_of::<K>(&raw)?, spec).await
             })

@@ -338,3 +338,10 @@ impl WritableKind for KeyPair {
         found::<Self>(Self::fetch(store, key).await?, key)
     }
 }
+
+impl crate::Manager {
+    /// The administration `caller` may do on this manager's store.
+    pub fn admin(&self, caller: Role) -> Admin<'_> {
+        Admin::new(self.store.as_ref(), caller)
+    }
+}

@@ -11,5 +11,6 @@
 
 pub mod admin;
 pub mod context;
+pub mod read;
 pub mod session;
 pub mod vfolder;

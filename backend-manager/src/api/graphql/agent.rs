@@ -72,12 +72,12 @@ impl Agent {
         0.0
     }
     async fn container_count(&self, ctx: &Context<'_>) -> GResult<i32> {
-        let kernels = gql(ctx).m.store.kernels_on_agent(&self.0.id).await?;
+        let kernels = gql(ctx).m.kernels_on_agent(&self.0.id).await?;
         Ok(i32::try_from(kernels.iter().filter(|k| !k.status.is_final()).count()).unwrap_or(i32::MAX))
     }
     async fn compute_containers(&self, ctx: &Context<'_>, status: Option<String>) -> GResult<Vec<ComputeContainer>> {
         let statuses = parse_statuses::<backend_core::KernelStatus>(status.as_deref())?;
-        let kernels = gql(ctx).m.store.kernels_on_agent(&self.0.id).await?;
+        let kernels = gql(ctx).m.kernels_on_agent(&self.0.id).await?;
         Ok(kernels
             .into_iter()
             .filter(|k| match &statuses {
@@ -104,7 +104,7 @@ pub(super) async fn agents_matching(
 ) -> GResult<Vec<AgentInfo>> {
     require_admin(g)?;
     let statuses = parse_statuses::<AgentStatus>(status)?;
-    let mut agents = g.m.store.list_agents().await?;
+    let mut agents = g.m.agent_records().await?;
     agents.retain(|a| {
         statuses.as_ref().is_none_or(|s| s.contains(&a.status))
             && scaling_group.is_none_or(|sg| sg.is_empty() || a.scaling_group == sg)

@@ -95,7 +95,7 @@ impl KeyPairGql {
     }
     async fn concurrency_used(&self, ctx: &Context<'_>) -> GResult<i32> {
         let filter = SessionFilter { access_key: Some(self.kp.access_key.clone()), statuses: None, limit: None };
-        let sessions = gql(ctx).m.store.list_sessions(&filter).await?;
+        let sessions = gql(ctx).m.session_records(&filter).await?;
         Ok(i32::try_from(sessions.iter().filter(|s| !s.status.is_final()).count()).unwrap_or(i32::MAX))
     }
     async fn domain_name(&self) -> Option<String> {
@@ -129,7 +129,7 @@ pub(super) async fn keypairs_matching(
     is_active: Option<bool>,
 ) -> GResult<Vec<KeyPairGql>> {
     require_admin(g)?;
-    let mut keypairs = g.m.store.list_keypairs().await?;
+    let mut keypairs = g.m.keypair_records().await?;
     keypairs
         .retain(|k| email.is_none_or(|e| e.is_empty() || k.user_id == e) && is_active.is_none_or(|a| k.is_active == a));
     keypairs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.access_key.cmp(&b.access_key)));

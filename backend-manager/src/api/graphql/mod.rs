@@ -125,11 +125,11 @@ impl QueryRoot {
     /// One session by id: the caller's own, or any for admins; `null` when not visible.
     async fn compute_session(&self, ctx: &Context<'_>, id: Uuid) -> GResult<Option<ComputeSession>> {
         let g = gql(ctx);
-        let Some(s) = g.m.store.session(SessionId(id)).await? else { return Ok(None) };
+        let Some(s) = g.m.session_by_id(SessionId(id)).await? else { return Ok(None) };
         if !g.caller.role.is_admin() && s.access_key != g.caller.access_key {
             return Ok(None);
         }
-        let kernels = g.m.store.kernels(s.id).await?;
+        let kernels = g.m.kernels_of(s.id).await?;
         Ok(Some(ComputeSession { s, kernels }))
     }
 
@@ -154,7 +154,7 @@ impl QueryRoot {
             None => Some(g.caller.access_key.clone()),
         };
         let statuses = parse_statuses::<SessionStatus>(status.as_deref())?;
-        let mut sessions = g.m.store.list_sessions(&SessionFilter { access_key: owner, statuses, limit: None }).await?;
+        let mut sessions = g.m.session_records(&SessionFilter { access_key: owner, statuses, limit: None }).await?;
         if let Some(d) = domain_name.as_deref().filter(|d| !d.is_empty()) {
             sessions.retain(|s| s.domain == d);
         }
@@ -166,7 +166,7 @@ impl QueryRoot {
         let (page, total_count) = paginate(sessions, filter.as_deref(), order.as_deref(), limit, offset)?;
         let mut items = Vec::with_capacity(page.len());
         for s in page {
-            let kernels = g.m.store.kernels(s.id).await?;
+            let kernels = g.m.kernels_of(s.id).await?;
             items.push(ComputeSession { s, kernels });
         }
         Ok(Some(ComputeSessionList { items, total_count }))
@@ -176,7 +176,7 @@ impl QueryRoot {
     async fn agent(&self, ctx: &Context<'_>, agent_id: String) -> GResult<Option<Agent>> {
         let g = gql(ctx);
         require_admin(g)?;
-        Ok(g.m.store.agent(&AgentId::from(agent_id.as_str())).await?.map(Agent))
+        Ok(g.m.agent_record(&AgentId::from(agent_id.as_str())).await?.map(Agent))
     }
 
     /// Agents (admins only), legacy unpaginated form.
@@ -217,7 +217,7 @@ impl QueryRoot {
         let _ = domain_name;
         let g = gql(ctx);
         let ak = acting_for(&g.m, &g.caller, access_key.as_deref()).await?;
-        Ok(g.m.store.keypair(&ak).await?.map(|k| KeyPairGql::new(k, &g.caller)))
+        Ok(g.m.keypair_record(&ak).await?.map(|k| KeyPairGql::new(k, &g.caller)))
     }
 
     /// Keypairs (admins only), legacy unpaginated form.

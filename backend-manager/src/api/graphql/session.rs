@@ -62,7 +62,7 @@ impl ComputeSession {
         None
     }
     async fn user_email(&self, ctx: &Context<'_>) -> GResult<Option<String>> {
-        Ok(gql(ctx).m.store.keypair(&self.s.access_key).await?.map(|k| k.user_id))
+        Ok(gql(ctx).m.keypair_record(&self.s.access_key).await?.map(|k| k.user_id))
     }
     async fn user_id(&self) -> Option<Uuid> {
         None
@@ -71,7 +71,7 @@ impl ComputeSession {
         self.s.access_key.to_string()
     }
     async fn created_user_email(&self, ctx: &Context<'_>) -> GResult<Option<String>> {
-        Ok(gql(ctx).m.store.keypair(&self.s.access_key).await?.map(|k| k.user_id))
+        Ok(gql(ctx).m.keypair_record(&self.s.access_key).await?.map(|k| k.user_id))
     }
     async fn created_user_id(&self) -> Option<Uuid> {
         None
@@ -151,11 +151,11 @@ impl ComputeSession {
         let g = gql(ctx);
         let mut out = Vec::with_capacity(self.s.dependencies.len());
         for id in &self.s.dependencies {
-            let Some(s) = g.m.store.session(*id).await? else { continue };
+            let Some(s) = g.m.session_by_id(*id).await? else { continue };
             if !g.caller.role.is_admin() && s.access_key != g.caller.access_key {
                 continue;
             }
-            let kernels = g.m.store.kernels(s.id).await?;
+            let kernels = g.m.kernels_of(s.id).await?;
             out.push(ComputeSession { s, kernels });
         }
         Ok(out)
