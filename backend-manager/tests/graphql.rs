@@ -1,13 +1,15 @@
 //! Tests of `POST /admin/gql` (and the legacy `/admin/graphql`): the GraphQL subset the official CLI sends, driven
 //! through `warp::test::request()` against `backend_manager::api::routes`.
 
+mod common;
+
 use backend_core::auth::{authorization_header, generate_keypair, SignedParts, API_VERSION};
 use backend_core::config::LocalConfigStore;
 use backend_core::events::LocalEventBus;
 use backend_core::live::LocalLiveState;
-use backend_core::model::{AgentHeartbeat, ImageInfo, KeyPair, Role};
+use backend_core::model::{KeyPair, Role};
 use backend_core::store::sqlite::SqliteStore;
-use backend_core::{AccessKey, AgentId, ResourceSlots};
+use backend_core::AccessKey;
 use backend_manager::{Manager, ManagerConfig};
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -93,21 +95,7 @@ where
     }
 
     async fn agent(&self) {
-        let heartbeat = AgentHeartbeat {
-            id: AgentId::from("i-test-agent"),
-            addr: "http://127.0.0.1:1".into(),
-            scaling_group: "default".into(),
-            architecture: "x86_64".into(),
-            available_slots: ResourceSlots::from_pairs([("cpu", "4"), ("mem", "8g")]).unwrap(),
-            images: vec![ImageInfo {
-                name: "python:3.11".into(),
-                aliases: vec!["python".into()],
-                lang: "python".into(),
-                min_slots: ResourceSlots::new(),
-            }],
-            runtime: "process".into(),
-            version: "test".into(),
-        };
+        let heartbeat = common::python_agent();
         self.m.store.upsert_agent(&heartbeat, Utc::now()).await.expect("upsert agent");
     }
 
